@@ -1,0 +1,115 @@
+"""Self-describing checkpoints: architecture, tracker settings, provenance and metrics travel with
+the weights.
+
+Format (a dict of plain types and tensors, readable with ``torch.load(..., weights_only=True)``)::
+
+    {"format": 1, "arch": {...spec...}, "tracker": {...TrackerConfig...},
+     "state_dict": {...}, "meta": {"data": ..., "schedule": ..., "metrics": ..., "git": ...},
+     "training": {...optional resumable state: optimizer, scheduler, RNG, epoch...}}
+
+Files are written atomically (temporary file in the same folder, fsync, rename), so a crash never
+leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .config import TrackerConfig, from_dict
+from .models import SiamNet, build_model, model_spec
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A weights file is missing, corrupt, unsafe or does not describe a siamtrack network."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_checkpoint(net: SiamNet, tracker: TrackerConfig | None = None,
+                    meta: Mapping[str, Any] | None = None,
+                    training: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    ckpt: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "arch": model_spec(net),
+        "tracker": asdict(tracker or TrackerConfig()),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    if training is not None:
+        ckpt["training"] = dict(training)
+    return ckpt
+
+
+def save_checkpoint(path: str | Path, net: SiamNet, tracker: TrackerConfig | None = None,
+                    meta: Mapping[str, Any] | None = None,
+                    training: Mapping[str, Any] | None = None) -> None:
+    atomic_save(make_checkpoint(net, tracker, meta, training), path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a checkpoint dict; every failure is a :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load (not a plain-data checkpoint; "
+                              f"weights_only loading blocks code in pickles): {exc}".splitlines()[0]) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated weights file ({exc})".splitlines()[0]) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a siamtrack checkpoint (format {FORMAT_VERSION} expected)")
+    for key in ("arch", "tracker", "state_dict"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> SiamNet:
+    """Rebuild the saved network exactly and load its weights (strict)."""
+    try:
+        net = build_model(ckpt["arch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{source}: invalid architecture spec ({exc})") from exc
+    try:
+        net.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not match the stored architecture ({first})") from exc
+    return net.eval()
+
+
+def load_model(path: str | Path) -> tuple[SiamNet, TrackerConfig, dict[str, Any]]:
+    """``(network in eval mode, its tracker settings, its meta)`` from a checkpoint file."""
+    ckpt = read_checkpoint(path)
+    net = model_from_checkpoint(ckpt, str(path))
+    try:
+        tracker_cfg = from_dict(TrackerConfig, ckpt["tracker"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: invalid tracker settings ({exc})") from exc
+    return net, tracker_cfg, dict(ckpt.get("meta", {}))

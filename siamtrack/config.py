@@ -1,0 +1,180 @@
+"""Configuration dataclasses with SiamFC's published defaults.
+
+Every number that changes behaviour lives here, so one object describes a tracker or a training run.
+Values come from three layers, later ones winning: the dataclass defaults (Bertinetto et al. 2016 and
+huanglianghua/siamfc-pytorch), a YAML file in ``experiments/`` and ``key=value`` overrides from the
+command line (dotted keys reach nested sections: ``train.lr=0.005``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+@dataclass
+class TrackerConfig:
+    """Per-frame tracking hyper-parameters (SiamFC defaults)."""
+
+    exemplar_sz: int = 127          # exemplar crop side, pixels
+    instance_sz: int = 255          # search crop side, pixels
+    context: float = 0.5            # context margin, as a fraction of (w + h)
+    scale_num: int = 3              # search scales per frame
+    scale_step: float = 1.0375      # ratio between neighbouring scales
+    scale_lr: float = 0.59          # damping of the scale update
+    scale_penalty: float = 0.9745   # multiplies the responses of the non-unit scales
+    window_influence: float = 0.176  # weight of the cosine window
+    response_sz: int = 17           # response map side at 255/127
+    response_up: int = 16           # bicubic upsampling factor of the response
+    total_stride: int = 8           # backbone stride
+
+    def __post_init__(self) -> None:
+        if self.scale_num < 1 or self.scale_num % 2 == 0:
+            raise ValueError(f"scale_num must be a positive odd number, got {self.scale_num}")
+        if not 0.0 <= self.window_influence <= 1.0:
+            raise ValueError(f"window_influence must be in [0, 1], got {self.window_influence}")
+        if self.exemplar_sz <= 0 or self.instance_sz <= self.exemplar_sz:
+            raise ValueError("need 0 < exemplar_sz < instance_sz")
+
+
+@dataclass
+class DataConfig:
+    """Where training pairs come from and how they are cut (SiamFC sampling defaults)."""
+
+    got10k_roots: list[str] = field(default_factory=list)   # GOT-10k-layout roots (train subset)
+    otb_roots: list[str] = field(default_factory=list)       # OTB-layout folders
+    photos: list[str] = field(default_factory=list)          # boxes.json files of still photos
+    synthetic: int = 0                                       # generated sequences (0: none)
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "got10k": 1.0, "otb": 1.0, "photos": 0.3, "synthetic": 0.1})
+    pairs_per_epoch: int = 2000
+    max_frame_gap: int = 100          # exemplar and search frames at most this far apart
+    exemplar_sz: int = 127
+    instance_sz: int = 255
+    context: float = 0.5
+    stretch: float = 0.05             # random aspect/scale stretch of the crops
+    shift: int = 8                    # random crop shift (pixels in the crop)
+    val_pairs: int = 0                # held-out pairs scored each epoch (0: none)
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule (SiamFC defaults: SGD, lr 1e-2 -> 1e-5, batch 8)."""
+
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 1e-2
+    final_lr: float = 1e-5
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    num_workers: int = 2
+    r_pos: float = 16.0               # positive radius in search-image pixels
+    r_neg: float = 0.0
+    seed: int = 0
+    amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = False
+    log_every: int = 10
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build; see :func:`siamtrack.models.build_model`."""
+
+    name: str = "alexnet"             # builder name in siamtrack.models.ARCHITECTURES
+    width: float = 1.0                # channel multiplier for the named builder
+    out_scale: float = 0.001
+
+
+@dataclass
+class CompressConfig:
+    """Distillation and pruning settings for the student stages."""
+
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(name="student"))
+    temperature: float = 2.0
+    w_response: float = 1.0           # teacher response-map distillation
+    w_hint: float = 0.5               # intermediate-feature hint loss through adapters
+    w_gt: float = 1.0                 # ground-truth balanced logistic loss
+    prune_criterion: str = "bn"       # "bn" | "l1" | "taylor"
+    prune_macs: float = 0.0           # MAC budget per tracked frame; 0 disables pruning
+    prune_steps: int = 4
+    finetune_epochs: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole training run: what `experiments/train.py` reads."""
+
+    name: str = "teacher"
+    stages: list[str] = field(default_factory=lambda: ["teacher"])
+    out_dir: str = "runs"
+    teacher_weights: str = ""         # reuse a trained teacher instead of training one
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    eval_root: str = ""               # GOT-10k-layout root scored after training ("" skips)
+    eval_subset: str = "val"
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any] | None) -> T:
+    """Build dataclass ``cls`` from a (possibly partial, nested) mapping; unknown keys are an error."""
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in values.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+            kwargs[name] = from_dict(type(current), value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings onto a nested dict (values parsed as YAML scalars/lists)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_scalar(raw)
+    return values
+
+
+def load_experiment(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``."""
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        values = loaded
+    values = apply_overrides(values, overrides)
+    return from_dict(ExperimentConfig, values)

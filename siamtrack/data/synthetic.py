@@ -1,0 +1,67 @@
+"""Deterministic synthetic tracking sequences: a textured patch moving and growing over a textured
+background. Used by ``siamtrack demo`` (no data set needed), by the tests, and as a training source.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class SyntheticSequence:
+    """Frames are RGB ``uint8`` ``(H, W, 3)``; ``boxes`` is ``(N, 4)`` ``[x, y, w, h]`` ground truth."""
+
+    name: str
+    frames: list[np.ndarray]
+    boxes: np.ndarray
+
+
+def textured_image(rng: np.random.Generator, height: int, width: int,
+                   cells: int = 12, detail: float = 0.35) -> np.ndarray:
+    """Smooth colour noise plus fine grain: enough texture for correlation, no repeating pattern."""
+    coarse = rng.uniform(0, 255, size=(max(2, height // cells), max(2, width // cells), 3))
+    img = cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    fine = rng.normal(0, 255 * detail / 3, size=(height, width, 3)).astype(np.float32)
+    return np.clip(img * (1 - detail) + fine + 255 * detail / 2, 0, 255).astype(np.uint8)
+
+
+def make_sequence(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
+                  target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
+                  seed: int = 0, name: str | None = None) -> SyntheticSequence:
+    """A patch that follows a smooth random path and grows linearly by ``growth`` over the clip.
+
+    ``frame_size`` and ``target_size`` are ``(width, height)``. The same ``seed`` gives the same clip.
+    """
+    rng = np.random.default_rng(seed)
+    fw, fh = frame_size
+    background = textured_image(rng, fh, fw, cells=16, detail=0.25)
+    patch = textured_image(rng, 64, 64, cells=6, detail=0.5)
+    # give the target its own colour cast so it is distinguishable from the background
+    patch = np.clip(patch.astype(np.int16) + rng.integers(-60, 60, size=3), 0, 255).astype(np.uint8)
+
+    t = np.linspace(0.0, 1.0, num_frames)
+    scales = 1.0 + (growth - 1.0) * t
+    w = target_size[0] * scales
+    h = target_size[1] * scales
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    amp_x = (fw - w.max()) / 2 * 0.8
+    amp_y = (fh - h.max()) / 2 * 0.8
+    cx = fw / 2 + amp_x * np.sin(2 * np.pi * 0.8 * t + phase[0])
+    cy = fh / 2 + amp_y * np.sin(2 * np.pi * 0.6 * t + phase[1])
+    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+
+    frames = []
+    for (x, y, bw, bh) in boxes:
+        frame = background.copy()
+        # render the patch at sub-pixel position and size with one affine warp
+        sx, sy = patch.shape[1] / bw, patch.shape[0] / bh
+        inv = np.array([[sx, 0, -x * sx - 0.5 + 0.5 * sx], [0, sy, -y * sy - 0.5 + 0.5 * sy]])
+        warped = cv2.warpAffine(patch, inv, (fw, fh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        mask = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), inv, (fw, fh),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+        frames.append((frame * (1 - mask) + warped * mask).astype(np.uint8))
+    return SyntheticSequence(name or f"synthetic_{seed:04d}", frames, boxes.astype(np.float64))

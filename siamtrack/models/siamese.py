@@ -1,0 +1,140 @@
+"""The Siamese network and its plain-dict architecture spec.
+
+``model_spec(net)`` gives the dict a checkpoint stores; ``build_model(spec)`` rebuilds exactly that
+network (channel widths after pruning included), so a checkpoint never depends on code defaults.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, alexnet_layers, output_size
+from .heads import XCorrHead
+
+ArchSpec = dict[str, Any]
+SPEC_VERSION = 1
+
+
+class SiamNet(nn.Module):
+    """Shared backbone + cross-correlation head.
+
+    ``forward(z, x)``: exemplar crops ``(B, 3, 127, 127)`` and search crops ``(B, 3, 255, 255)``, float
+    RGB 0..255, give response logits ``(B, 1, 17, 17)``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: XCorrHead, name: str = "custom") -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.name = name
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(z), self.backbone(x))
+
+
+def _scaled(widths: tuple[int, ...], groups: tuple[int, ...], width: float) -> list[int]:
+    # keep every width divisible by its layer's groups and by the next layer's groups
+    out = []
+    for i, w in enumerate(widths):
+        div = max(groups[i], groups[i + 1] if i + 1 < len(groups) else 1)
+        out.append(max(div, int(round(w * width / div)) * div))
+    return out
+
+
+def alexnet_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
+    """The SiamFC teacher (``width=1``: 2,336,320 backbone parameters) or a uniformly thinner copy."""
+    widths = _scaled(ALEXNET_WIDTHS, ALEXNET_GROUPS, width)
+    return {"version": SPEC_VERSION, "name": "alexnet" if width == 1.0 else f"alexnet_x{width:g}",
+            "in_channels": 3, "backbone": alexnet_layers(widths, ALEXNET_GROUPS),
+            "head": {"out_scale": out_scale}}
+
+
+STUDENT_WIDTHS = (24, 48, 96, 96, 64)
+
+
+def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
+    """Compact student with the SiamFC contract (stride 8, 6x6 / 22x22 feature maps at 127 / 255).
+
+    A 3x3 stride-2 stem replaces AlexNet's 11x11 (conv1 dominates the cost of small networks) and
+    every later conv is 3x3; the footprint stays 87 pixels, so the tracking loop is unchanged.
+    """
+    w = [max(8, int(round(c * width / 8)) * 8) for c in STUDENT_WIDTHS]
+    layers = [
+        {"type": "conv", "out": w[0], "k": 3, "s": 2, "groups": 1, "bn": True, "relu": True},
+        {"type": "pool", "k": 3, "s": 2},
+        {"type": "conv", "out": w[1], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
+        {"type": "pool", "k": 3, "s": 2},
+        {"type": "conv", "out": w[2], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
+        {"type": "conv", "out": w[3], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
+        {"type": "conv", "out": w[3], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
+        {"type": "conv", "out": w[4], "k": 3, "s": 1, "groups": 1, "bn": False, "relu": False},
+    ]
+    return {"version": SPEC_VERSION, "name": "student" if width == 1.0 else f"student_x{width:g}",
+            "in_channels": 3, "backbone": layers, "head": {"out_scale": out_scale}}
+
+
+ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "student": student_spec}
+
+
+def named_spec(name: str, width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
+    """Spec of a registered architecture (``alexnet`` = teacher, ``student``)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name](width=width, out_scale=out_scale)
+
+
+def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255) -> None:
+    """Raise ``ValueError`` unless ``spec`` is a buildable stride-8 SiamFC backbone."""
+    if not isinstance(spec, dict) or "backbone" not in spec:
+        raise ValueError("architecture spec must be a dict with a 'backbone' layer list")
+    layers = spec["backbone"]
+    stride = 1
+    for layer in layers:
+        stride *= int(layer.get("s", 1))
+    if stride != 8:
+        raise ValueError(f"backbone total stride must be 8, got {stride}")
+    zs, xs = output_size(layers, exemplar_sz), output_size(layers, instance_sz)
+    if xs - zs + 1 <= 0:
+        raise ValueError("search feature map smaller than exemplar feature map")
+
+
+def build_model(spec: ArchSpec) -> SiamNet:
+    """Rebuild the network described by ``spec`` (weights freshly initialised)."""
+    validate_spec(spec)
+    backbone = ConvStack(spec["backbone"], in_channels=int(spec.get("in_channels", 3)))
+    head = XCorrHead(out_scale=float(spec.get("head", {}).get("out_scale", 0.001)))
+    net = SiamNet(backbone, head, name=str(spec.get("name", "custom")))
+    init_weights(net)
+    return net
+
+
+def model_spec(net: SiamNet) -> ArchSpec:
+    """The plain-dict spec that rebuilds ``net`` (reads the live widths, so pruned nets round-trip)."""
+    if not isinstance(net.backbone, ConvStack):
+        raise TypeError("only ConvStack backbones have a spec")
+    layers = copy.deepcopy(net.backbone.layer_specs)
+    blocks = iter(net.backbone.conv_blocks())
+    for layer in layers:
+        if layer["type"] == "conv":
+            layer["out"] = next(blocks).out_channels
+    return {"version": SPEC_VERSION, "name": net.name, "in_channels": net.backbone.in_channels,
+            "backbone": layers, "head": {"out_scale": net.head.out_scale}}
+
+
+def init_weights(net: nn.Module) -> None:
+    """Xavier-uniform convs, unit BN (SiamFC)."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
