@@ -27,13 +27,42 @@ def textured_image(rng: np.random.Generator, height: int, width: int,
     return np.clip(img * (1 - detail) + fine + 255 * detail / 2, 0, 255).astype(np.uint8)
 
 
-def make_sequence(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
-                  target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
-                  seed: int = 0, name: str | None = None) -> SyntheticSequence:
-    """A patch that follows a smooth random path and grows linearly by ``growth`` over the clip.
+@dataclass
+class SyntheticClip:
+    """A synthetic clip whose frames are rendered on demand.
 
-    ``frame_size`` and ``target_size`` are ``(width, height)``. The same ``seed`` gives the same clip.
+    Training samples two frames per clip, so rendering all of them (as :func:`make_sequence` does)
+    wastes ~100 ms per draw; a clip holds only the background, the patch and the boxes.
     """
+
+    name: str
+    background: np.ndarray
+    patch: np.ndarray
+    boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def frame(self, k: int) -> np.ndarray:
+        """Render frame ``k`` (RGB ``uint8``), bit-identical to ``make_sequence(...).frames[k]``."""
+        fh, fw = self.background.shape[:2]
+        x, y, bw, bh = self.boxes[k]
+        patch = self.patch
+        # render the patch at sub-pixel position and size with one affine warp
+        sx, sy = patch.shape[1] / bw, patch.shape[0] / bh
+        inv = np.array([[sx, 0, -x * sx - 0.5 + 0.5 * sx], [0, sy, -y * sy - 0.5 + 0.5 * sy]])
+        warped = cv2.warpAffine(patch, inv, (fw, fh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        mask = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), inv, (fw, fh),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+        return (self.background * (1 - mask) + warped * mask).astype(np.uint8)
+
+
+def make_clip(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
+              target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
+              seed: int = 0, name: str | None = None) -> SyntheticClip:
+    """The lazily rendered form of :func:`make_sequence` (same arguments, same clip)."""
     rng = np.random.default_rng(seed)
     fw, fh = frame_size
     background = textured_image(rng, fh, fw, cells=16, detail=0.25)
@@ -51,17 +80,15 @@ def make_sequence(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240)
     cx = fw / 2 + amp_x * np.sin(2 * np.pi * 0.8 * t + phase[0])
     cy = fh / 2 + amp_y * np.sin(2 * np.pi * 0.6 * t + phase[1])
     boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
+    return SyntheticClip(name or f"synthetic_{seed:04d}", background, patch, boxes.astype(np.float64))
 
-    frames = []
-    for (x, y, bw, bh) in boxes:
-        frame = background.copy()
-        # render the patch at sub-pixel position and size with one affine warp
-        sx, sy = patch.shape[1] / bw, patch.shape[0] / bh
-        inv = np.array([[sx, 0, -x * sx - 0.5 + 0.5 * sx], [0, sy, -y * sy - 0.5 + 0.5 * sy]])
-        warped = cv2.warpAffine(patch, inv, (fw, fh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        mask = cv2.warpAffine(np.ones(patch.shape[:2], np.float32), inv, (fw, fh),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
-        frames.append((frame * (1 - mask) + warped * mask).astype(np.uint8))
-    return SyntheticSequence(name or f"synthetic_{seed:04d}", frames, boxes.astype(np.float64))
+
+def make_sequence(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
+                  target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
+                  seed: int = 0, name: str | None = None) -> SyntheticSequence:
+    """A patch that follows a smooth random path and grows linearly by ``growth`` over the clip.
+
+    ``frame_size`` and ``target_size`` are ``(width, height)``. The same ``seed`` gives the same clip.
+    """
+    clip = make_clip(num_frames, frame_size, target_size, growth, seed, name)
+    return SyntheticSequence(clip.name, [clip.frame(k) for k in range(len(clip))], clip.boxes)

@@ -1,0 +1,190 @@
+"""Frame sources: a video file, a folder of images or a camera, all yielding RGB ``uint8`` frames.
+
+Boundary: OpenCV decodes to BGR; this module converts to RGB (``cv2.cvtColor``) before a frame leaves
+it, and it is the only reader in siamtrack that does so. Every source reports ``fps`` (``None`` when
+unknown) and ``frame_count`` (``None`` for cameras; a container's own count for videos, which can be
+approximate) so callers can size progress bars without decoding twice.
+
+Errors are meant to be read by a person: a missing path is ``FileNotFoundError``, a file OpenCV
+cannot decode or an empty folder is ``ValueError``, each naming the path.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+_QUIET = False
+
+
+def quiet_opencv_logs() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr chatter (e.g. "moov atom not found").
+
+    The command line reports unreadable inputs itself, in one line; library users keep OpenCV's
+    default logging unless they call this. FFmpeg reads its log level only once per process, so
+    opening a capture afterwards also briefly points file descriptor 2 at /dev/null.
+    """
+    global _QUIET
+    _QUIET = True
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # builds without the logging utilities
+        pass
+
+
+@contextlib.contextmanager
+def _quiet_stderr_fd() -> Iterator[None]:
+    """Point fd 2 at /dev/null while OpenCV/FFmpeg probe a file (their C code bypasses sys.stderr)."""
+    if not _QUIET:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _open_capture(target: str | int) -> cv2.VideoCapture:
+    with _quiet_stderr_fd():
+        return cv2.VideoCapture(target)
+
+
+def _natural_key(path: Path) -> list[object]:
+    # "2.jpg" before "10.jpg": frame folders are often numbered without zero padding
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+class FrameSource:
+    """Iterable of RGB ``uint8`` frames with ``name``, ``fps`` and ``frame_count`` (``None`` if unknown).
+
+    Use as a context manager (or call :meth:`close`) to release a capture device early.
+    """
+
+    name: str = "frames"
+    fps: float | None = None
+    frame_count: int | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release OS resources (no-op for folders)."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _CaptureSource(FrameSource):
+    """Shared reading loop of videos and cameras (both are ``cv2.VideoCapture``)."""
+
+    def __init__(self, capture: cv2.VideoCapture, description: str) -> None:
+        self._cap = capture
+        self._description = description
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 and np.isfinite(fps) else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first = True
+        while True:
+            ok, bgr = self._cap.read()
+            if not ok or bgr is None:
+                if first:
+                    raise ValueError(f"could not read any frame from {self._description}")
+                return
+            first = False
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class VideoFileSource(_CaptureSource):
+    """A video file that OpenCV can decode (mp4, avi, ...)."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"video not found: {path}")
+        if not path.is_file():
+            raise ValueError(f"not a video file: {path}")
+        cap = _open_capture(str(path))
+        if not cap.isOpened():
+            cap.release()
+            raise ValueError(f"cannot open video {path} (not a format OpenCV can decode?)")
+        super().__init__(cap, f"video {path}")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 else None
+        self.name = path.stem
+        self.path = path
+
+
+class CameraSource(_CaptureSource):
+    """A live camera by index (``0`` is the default camera); endless, so ``frame_count`` is ``None``."""
+
+    def __init__(self, index: int) -> None:
+        cap = _open_capture(int(index))
+        if not cap.isOpened():
+            cap.release()
+            raise ValueError(f"cannot open camera {index} (no such device, or it is busy)")
+        super().__init__(cap, f"camera {index}")
+        self.name = f"camera{index}"
+
+
+class ImageFolderSource(FrameSource):
+    """Images in a folder (jpg/jpeg/png/bmp, case-insensitive), in natural sort order."""
+
+    def __init__(self, folder: str | Path, fps: float | None = None) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder not found: {folder}")
+        self.files = sorted((p for p in folder.iterdir()
+                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        if not self.files:
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
+        self.frame_count = len(self.files)
+        self.fps = fps
+        self.name = folder.resolve().name or "frames"
+        self.folder = folder
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for path in self.files:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"cannot read image {path}")
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def open_source(source: str | int | Path) -> FrameSource:
+    """A frame source for a camera index (``0`` or ``"0"``), an image folder or a video file."""
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()
+                                   and not Path(source).exists()):
+        return CameraSource(int(source))
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such video, image folder or camera: {source}")
+    return VideoFileSource(path)

@@ -1,0 +1,279 @@
+"""The SiamFC tracker: one exemplar embedding at ``init``, one batched multi-scale search per frame.
+
+Per frame (the hot path, no Python loop over pixels; the only per-scale loop is the crops)::
+
+    frame ─► crop ``scale_num`` search squares (cv2.warpAffine) ─► ONE (S, 3, 255, 255) batch
+          ─► backbone + xcorr with the cached exemplar embedding ─► (S, 17, 17) maps to the host
+          ─► bicubic upsample (cv2), scale penalty, best scale, normalise, cosine window ─► peak ─► new centre and size
+
+The class subclasses :class:`got10k.trackers.Tracker`, so ``tracker.track(img_files, box)`` and the
+got10k experiments work unchanged. Boxes are ``[x, y, w, h]`` float pixels (0-based, continuous) and
+images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays or PIL images, as everywhere in siamtrack.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from got10k.trackers import Tracker
+
+from ..config import TrackerConfig
+from ..models.inference import inference_copy
+from .geometry import context_size, crop_square, hann_window
+
+#: Names accepted by :meth:`SiamFCTracker.from_pretrained` and the files they resolve to.
+PRETRAINED = {"teacher": "siamfc_teacher.pth", "student": "siamfc_student.pth"}
+
+
+def weights_search_dirs() -> list[Path]:
+    """Folders searched for named weights, in order: ``$SIAMTRACK_WEIGHTS``, the repo's ``weights/``,
+    ``./weights``. The environment variable comes first so a deployment can point at its own copy."""
+    dirs: list[Path] = []
+    env = os.environ.get("SIAMTRACK_WEIGHTS")
+    if env:
+        dirs.append(Path(env).expanduser())
+    import siamtrack  # local import: the package imports this module
+
+    dirs.append(Path(siamtrack.__file__).resolve().parents[1] / "weights")
+    dirs.append(Path.cwd() / "weights")
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
+    """Path of named weights (``teacher`` / ``student``) or of an explicit file.
+
+    Raises :class:`~siamtrack.checkpoint.CheckpointError` (a ``ValueError``) saying what to do when
+    nothing is found, because a missing weights file is the first thing a new user meets.
+    """
+    from ..checkpoint import CheckpointError
+
+    key = str(name_or_path)
+    if key in PRETRAINED:
+        searched = [d / PRETRAINED[key] for d in weights_search_dirs()]
+        for candidate in searched:
+            if candidate.is_file():
+                return candidate
+        where = ", ".join(str(p) for p in searched)
+        raise CheckpointError(
+            f"no {key} weights found (looked for {where}); train them with "
+            f"`python experiments/train.py --config experiments/{key}.yaml`, set SIAMTRACK_WEIGHTS "
+            f"to a folder holding {PRETRAINED[key]}, or pass a checkpoint path")
+    path = Path(key).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path} (pass 'teacher', 'student' or the "
+                              f"path of a .pth checkpoint written by siamtrack)")
+    return path
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def as_rgb_uint8(image: Any) -> np.ndarray:
+    """Validate an input frame and return it as a C-contiguous RGB ``uint8`` ``(H, W, 3)`` array.
+
+    PIL images are converted to RGB; grayscale ``(H, W)`` or ``(H, W, 1)`` arrays are promoted to 3
+    channels. Anything else (float images, RGBA arrays, empty arrays) is a ``ValueError`` that says
+    what is expected, because silently rescaling a float image would track garbage.
+    """
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected an RGB uint8 numpy array (H, W, 3) or a PIL image, "
+                         f"got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image (values 0..255), got dtype {image.dtype}; "
+                         f"convert with (img * 255).clip(0, 255).astype(np.uint8) if it is 0..1 float")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3) (or grayscale (H, W)), "
+                         f"got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def validate_box(box: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray:
+    """``[x, y, w, h]`` as float64 after checking it is finite, positive-sized and overlaps the frame."""
+    try:
+        arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {box!r}") from exc
+    if arr.size != 4:
+        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {arr.size} values")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"box must be finite, got {arr.tolist()}")
+    x, y, w, h = arr
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box width and height must be positive, got w={w:g}, h={h:g}")
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} frame")
+    return arr
+
+
+class SiamFCTracker(Tracker):
+    """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
+
+    ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
+    ``self.score``, a confidence in [0, 1] (sigmoid of the chosen scale's raw peak logit).
+
+    Invariants, whatever the network outputs: the box is finite, its centre stays inside the frame
+    and ``w, h`` stay in ``[1, frame width]`` / ``[1, frame height]`` (clamped after every update), so a
+    lost target never turns into NaN or a zero-size box. Frames may change size between calls
+    (the state is in absolute pixels and is clamped into the current frame); the border colour
+    stays the mean colour of the first frame.
+    """
+
+    def __init__(self, net: torch.nn.Module, config: TrackerConfig | None = None,
+                 device: str | torch.device | None = None, name: str = "SiamFC",
+                 meta: dict[str, Any] | None = None) -> None:
+        super().__init__(name, is_deterministic=True)
+        if not (hasattr(net, "backbone") and hasattr(net, "head")):
+            raise TypeError("net must have .backbone(x) and .head(z, x) (see siamtrack.models.SiamNet)")
+        self.cfg = config if config is not None else TrackerConfig()
+        self.device = torch.device(device) if device is not None else _default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        self.net = net.to(self.device).eval()
+        # the per-frame path runs a fused (conv+BN), channels_last copy: same outputs, fewer passes
+        self.inference_net = inference_copy(self.net, self.device)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.weights_path: Path | None = None
+        self.arch: dict[str, Any] | None = None
+        try:
+            from ..models import model_spec
+
+            self.arch = model_spec(net)  # type: ignore[arg-type]
+        except (TypeError, AttributeError):
+            pass  # a custom backbone without a spec still tracks
+
+        n = self.cfg.scale_num
+        self.scale_factors = self.cfg.scale_step ** np.linspace(-(n // 2), n // 2, n)
+        penalty = np.full(n, self.cfg.scale_penalty, dtype=np.float32)
+        penalty[n // 2] = 1.0
+        self._penalty = penalty
+        self._windows: dict[int, np.ndarray] = {}
+        self._kernel: torch.Tensor | None = None
+        self.center = np.zeros(2)
+        self.target_sz = np.ones(2)
+        self.avg_color = np.zeros(3)
+        self.score = 1.0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "student",
+                        device: str | torch.device | None = None,
+                        name: str | None = None) -> "SiamFCTracker":
+        """Tracker from shipped weights (``"teacher"`` / ``"student"``) or a checkpoint path.
+
+        The checkpoint's own :class:`TrackerConfig` is used, so hyper-parameters tuned with the
+        weights travel with them. Missing files raise ``CheckpointError`` saying what to do.
+        """
+        from ..checkpoint import load_model
+
+        path = resolve_weights(name_or_path)
+        net, cfg, meta = load_model(path)
+        key = str(name_or_path)
+        if name is None:
+            name = f"SiamFC-{key}" if key in PRETRAINED else f"SiamFC-{path.stem}"
+        tracker = cls(net, cfg, device=device, name=name, meta=meta)
+        tracker.weights_path = path
+        return tracker
+
+    # ------------------------------------------------------------------ helpers
+    def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
+        """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float 0..255 on the device (the net's contract)."""
+        t = torch.from_numpy(crops).to(self.device, non_blocking=True)
+        # NHWC memory viewed as NCHW: exactly the channels_last layout, no copy before the cast
+        return t.permute(0, 3, 1, 2).float()
+
+    def _window(self, side: int) -> np.ndarray:
+        # cached per side: the response side comes from the network output, not from the config
+        if side not in self._windows:
+            self._windows[side] = hann_window(side).astype(np.float32)
+        return self._windows[side]
+
+    @property
+    def box(self) -> np.ndarray:
+        """Current ``[x, y, w, h]`` (float64)."""
+        return np.array([self.center[0] - self.target_sz[0] / 2, self.center[1] - self.target_sz[1] / 2,
+                         self.target_sz[0], self.target_sz[1]], dtype=np.float64)
+
+    def _clamp(self, height: int, width: int) -> None:
+        self.target_sz = np.clip(self.target_sz, 1.0, [float(width), float(height)])
+        self.center = np.clip(self.center, 0.0, [float(width), float(height)])
+
+    def _locate(self, maps: np.ndarray) -> tuple[int, int, int, float]:
+        """SiamFC's response post-processing on ``(S, r, r)`` logits.
+
+        Scale penalty and best scale by peak, bicubic upsampling by ``response_up``, min-shift and
+        normalise, cosine window, peak. Returns ``(best scale, flat peak index, side, confidence)``.
+        The best scale is picked on the raw maps and only its map is upsampled (SiamFC upsamples all
+        of them first): bicubic upsampling barely moves a peak's height, and skipping the other
+        ``S - 1`` resizes saves ~0.5 ms a frame on 2 CPU cores.
+        """
+        cfg = self.cfg
+        peaks = maps.reshape(len(maps), -1).max(1)
+        best = int(np.nan_to_num(peaks * self._penalty, nan=-np.inf).argmax())
+        side = maps.shape[-1] * cfg.response_up
+        r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
+        r = r - r.min()
+        r = r / (r.sum() + 1e-16)
+        r = (1.0 - cfg.window_influence) * r + cfg.window_influence * self._window(side)
+        peak = float(peaks[best])
+        score = 1.0 / (1.0 + math.exp(-min(max(peak, -50.0), 50.0))) if math.isfinite(peak) else 0.0
+        return best, int(r.argmax()), side, score
+
+    # ------------------------------------------------------------------ got10k API
+    def init(self, image: Any, box: Sequence[float]) -> None:
+        """Validate the inputs, embed the exemplar once and cache it."""
+        img = as_rgb_uint8(image)
+        x, y, w, h = validate_box(box, img.shape)
+        self.center = np.array([x + w / 2.0, y + h / 2.0])
+        self.target_sz = np.array([w, h], dtype=np.float64)
+        self.avg_color = img.reshape(-1, 3).mean(0)
+        self._clamp(img.shape[0], img.shape[1])
+        z_sz = context_size(*self.target_sz, self.cfg.context)
+        z = crop_square(img, self.center, z_sz, self.cfg.exemplar_sz, self.avg_color)
+        with torch.inference_mode():
+            self._kernel = self.inference_net.backbone(self._to_batch(z[None]))
+        self._window(self.cfg.response_sz * self.cfg.response_up)  # warm the cache for the usual side
+        self.score = 1.0
+
+    def update(self, image: Any) -> np.ndarray:
+        """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``."""
+        if self._kernel is None:
+            raise ValueError("call init(image, box) before update(image)")
+        img = as_rgb_uint8(image)
+        cfg = self.cfg
+        x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        crops = np.stack([crop_square(img, self.center, x_sz * f, cfg.instance_sz, self.avg_color)
+                          for f in self.scale_factors])
+        with torch.inference_mode():
+            responses = self.inference_net.head(self._kernel, self.inference_net.backbone(self._to_batch(crops)))
+        # (S, 17, 17) logits: the post-processing is a few small arrays, faster on the host with
+        # OpenCV than as torch ops (one device -> host copy, one sync on CUDA)
+        maps = responses[:, 0].float().cpu().numpy()
+        best, loc, side, score = self._locate(maps)
+        row, col = divmod(loc, side)
+        factor = float(self.scale_factors[best])
+        disp = (np.array([col, row], dtype=np.float64) - (side - 1) / 2.0)
+        disp = disp * cfg.total_stride / cfg.response_up * x_sz * factor / cfg.instance_sz
+        self.center = self.center + disp
+        self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
+        self._clamp(img.shape[0], img.shape[1])
+        self.score = score if math.isfinite(score) else 0.0
+        return self.box
