@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,6 +49,25 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def plain_data(value: Any) -> Any:
+    """``value`` with every leaf turned into a builtin type or a tensor, so ``weights_only`` loading
+    accepts it (``torch.__version__`` is a ``str`` subclass that would otherwise make the file unloadable)."""
+    if isinstance(value, torch.Tensor) or value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:   # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):                                      # numpy arrays
+        return value.tolist()
+    for kind in (bool, int, float, str):                              # subclasses of builtins
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
 def make_checkpoint(net: SiamNet, tracker: TrackerConfig | None = None,
                     meta: Mapping[str, Any] | None = None,
                     training: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -57,7 +76,7 @@ def make_checkpoint(net: SiamNet, tracker: TrackerConfig | None = None,
         "arch": model_spec(net),
         "tracker": asdict(tracker or TrackerConfig()),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "meta": dict(meta or {}),
+        "meta": plain_data(dict(meta or {})),
     }
     if training is not None:
         ckpt["training"] = dict(training)
@@ -76,12 +95,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # garbage files trigger a "Detected pickle protocol" warning before the real error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: refused to load (not a plain-data checkpoint; "
                               f"weights_only loading blocks code in pickles): {exc}".splitlines()[0]) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated weights file ({exc})".splitlines()[0]) from exc
+    except Exception as exc:  # noqa: BLE001 - torch.load raises KeyError, RuntimeError, ... on garbage
+        raise CheckpointError(f"{path}: corrupt or truncated weights file "
+                              f"({type(exc).__name__}: {exc})".splitlines()[0]) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a siamtrack checkpoint (format {FORMAT_VERSION} expected)")
     for key in ("arch", "tracker", "state_dict"):

@@ -80,6 +80,7 @@ class TrainConfig:
     amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = False
     log_every: int = 10
+    checkpoint_every_s: float = 120.0  # resumable checkpoint interval inside an epoch
 
 
 @dataclass
@@ -102,8 +103,12 @@ class CompressConfig:
     w_gt: float = 1.0                 # ground-truth balanced logistic loss
     prune_criterion: str = "bn"       # "bn" | "l1" | "taylor"
     prune_macs: float = 0.0           # MAC budget per tracked frame; 0 disables pruning
-    prune_steps: int = 4
-    finetune_epochs: int = 1
+    hint_layers: int = 2              # last conv layers matched with the teacher's by an adapter
+    prune_steps: int = 4              # prune gradually, fine-tuning with distillation in between
+    step_pairs: int = 400             # distillation pairs between two pruning steps
+    step_lr: float = 1e-3
+    finetune_epochs: int = 2
+    finetune_lr: float = 1e-3
 
 
 @dataclass
@@ -143,8 +148,25 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None) -> T:
         if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
             kwargs[name] = from_dict(type(current), value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(f"{cls.__name__}.{name}", current, value)
     return cls(**kwargs)
+
+
+def _coerce(where: str, default: Any, value: Any) -> Any:
+    """Match numeric fields to their default's type: YAML 1.1 reads ``1.5e8`` as a string."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
+        return value
+    if isinstance(default, float) and isinstance(value, (int, str)):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(default, int) and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+    return value
 
 
 def _parse_scalar(text: str) -> Any:

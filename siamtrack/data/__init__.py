@@ -1,4 +1,16 @@
 """Training data: sequence sources, still photos, synthetic clips and SiamFC pair sampling."""
-from .synthetic import SyntheticSequence, make_sequence, textured_image
+from .layouts import write_got10k_folder, write_otb_folder
+from .pairs import PairDataset, PairInfo
+from .photos import PhotoAugment, PhotoSource, photo_pair
+from .sources import (BoxFilter, DataWarning, GOT10kSource, OTBSource, SequenceRecord,
+                      SequenceSource, SyntheticSource, read_boxes)
+from .synthetic import SyntheticClip, SyntheticSequence, make_clip, make_sequence, textured_image
+from .transforms import crop_affine, load_image, target_crop
 
-__all__ = ["SyntheticSequence", "make_sequence", "textured_image"]
+__all__ = [
+    "BoxFilter", "DataWarning", "GOT10kSource", "OTBSource", "PairDataset", "PairInfo",
+    "PhotoAugment", "PhotoSource", "SequenceRecord", "SequenceSource", "SyntheticClip",
+    "SyntheticSequence", "SyntheticSource", "crop_affine", "load_image", "make_clip",
+    "make_sequence", "photo_pair", "read_boxes", "target_crop", "textured_image",
+    "write_got10k_folder", "write_otb_folder",
+]

@@ -1,0 +1,271 @@
+"""SiamFC training pairs: ``(z, x)`` crops sampled from a weighted mix of sources.
+
+One pair (``PairDataset.sample``):
+
+1. pick a source kind by ``DataConfig.weights`` (``got10k``, ``otb``, ``photos``, ``synthetic``),
+   then a sequence uniformly among all sequences of that kind;
+2. pick two usable frames at most ``max_frame_gap`` apart (either order; the same frame if the
+   sequence has only one) -- or, for still photos, one photo and box;
+3. crop as SiamFC: the exemplar is the square of side ``context_size(w, h)`` around the target
+   resized to ``exemplar_sz`` (the scale the tracker uses), the search image the same scale with
+   side ``context_size * instance_sz / exemplar_sz`` resized to ``instance_sz``; padding is the
+   image's mean colour. Each crop side is stretched by ``1 + U(-stretch, stretch)`` and the search
+   centre is shifted by ``U(-shift, shift)`` output pixels per axis (siamfc-pytorch's RandomCrop
+   jitter); optional grey/colour augmentation.
+
+**The target is at the centre of the search image** (within ``shift`` pixels per axis, and its
+centre at ``instance_sz / 2 - shift_xy``), so the training label is the usual SiamFC map: positive
+within ``r_pos`` = 16 search pixels (2 response cells at stride 8) of the centre. The label itself
+is built by the loss in ``siamtrack.training``, not here.
+
+Determinism: ``__getitem__(index)`` is a pure function of ``(seed, epoch, index)`` through
+``np.random.default_rng([seed, epoch, index])``, so results do not depend on the number of
+DataLoader workers or on which worker runs an index; call :meth:`PairDataset.set_epoch` before each
+epoch. Frames that cannot be decoded are reported once and another pair is drawn from the same
+generator (bounded retries), which keeps the result deterministic too.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+from .photos import PhotoAugment, PhotoSource, photo_pair
+from .sources import (BoxFilter, GOT10kSource, OTBSource, SequenceSource, SyntheticSource,
+                      warn_data)
+from .transforms import color_jitter, load_image, mean_color, target_crop, to_gray, to_tensor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairInfo:
+    """Where a pair came from (for tests, debugging and data audits)."""
+
+    kind: str
+    sequence: str
+    frame_z: int            # 0-based frame indices in the sequence
+    frame_x: int
+    box_z: np.ndarray       # target [x, y, w, h] in exemplar-crop pixels
+    box_x: np.ndarray       # target [x, y, w, h] in search-crop pixels
+    attempts: int = 1       # 1 unless sequences without usable frames or bad images were hit
+
+
+@dataclass
+class _Kind:
+    name: str
+    weight: float
+    sources: list[SequenceSource] = field(default_factory=list)
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+
+class PairDataset(Dataset):
+    """SiamFC exemplar/search pairs, ``len == pairs_per_epoch``, items ``(z, x)`` float32 tensors.
+
+    ``z`` is ``(3, exemplar_sz, exemplar_sz)`` and ``x`` ``(3, instance_sz, instance_sz)``, RGB, CHW,
+    raw values in ``[0, 255]`` (SiamFC uses no normalisation). See the module docstring for the
+    sampling and for where the positive label is.
+    """
+
+    def __init__(self, sources: Sequence[SequenceSource], weights: Mapping[str, float] | None = None,
+                 *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = 127,
+                 instance_sz: int = 255, context: float = 0.5, stretch: float = 0.05,
+                 shift: float = 8, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
+                 photo_augment: PhotoAugment | None = None, max_retries: int = 100,
+                 epoch: int = 0) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0 (it seeds numpy's SeedSequence), got {seed}")
+        if pairs_per_epoch < 1:
+            raise ValueError(f"pairs_per_epoch must be positive, got {pairs_per_epoch}")
+        self.pairs_per_epoch = int(pairs_per_epoch)
+        self.max_frame_gap = int(max_frame_gap)
+        self.exemplar_sz = int(exemplar_sz)
+        self.instance_sz = int(instance_sz)
+        self.context = float(context)
+        self.stretch = float(stretch)
+        self.shift = float(shift)
+        self.seed = int(seed)
+        self.gray_prob = float(gray_prob)
+        self.color = float(color)
+        self.photo_augment = photo_augment or PhotoAugment()
+        self.max_retries = int(max_retries)
+        self.epoch = int(epoch)
+        self.sources = list(sources)
+        self._kinds = self._group(self.sources, weights or {})
+        total = sum(k.weight for k in self._kinds)
+        self._probs = np.array([k.weight / total for k in self._kinds])
+        self._reported: set[str] = set()
+
+    @staticmethod
+    def _group(sources: Sequence[SequenceSource], weights: Mapping[str, float]) -> list[_Kind]:
+        kinds: dict[str, _Kind] = {}
+        for src in sources:
+            if len(src) == 0:
+                continue
+            if src.kind not in kinds:
+                if src.kind not in weights:
+                    log.warning("no weight for source kind %r in %s; using 1.0", src.kind,
+                                dict(weights))
+                weight = float(weights.get(src.kind, 1.0))
+                if not (weight >= 0 and math.isfinite(weight)):
+                    raise ValueError(f"weight of {src.kind!r} must be >= 0, got {weight}")
+                kinds[src.kind] = _Kind(src.kind, weight)
+            kinds[src.kind].sources.append(src)
+        used = [k for k in kinds.values() if k.weight > 0]
+        if not used:
+            raise ValueError("no training data: every source is empty or has weight 0 "
+                             f"(sources: {list(sources)}, weights: {dict(weights)})")
+        for k in used:
+            k.offsets = np.cumsum([0] + [len(s) for s in k.sources])
+        return used
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, *, box_filter: BoxFilter | None = None,
+                    got10k_subset: str = "train", synthetic_frames: int = 48,
+                    **kwargs) -> "PairDataset":
+        """Build the sources ``cfg`` lists (GOT-10k roots, OTB roots, photos json files, synthetic
+        clips) and mix them with ``cfg.weights``. ``kwargs`` override constructor arguments (e.g.
+        ``pairs_per_epoch=cfg.val_pairs`` for a validation set, ``gray_prob``, ``color``).
+
+        A GOT-10k root may be the GOT-10k root (its ``got10k_subset`` split is used) or a folder
+        of sequences directly, e.g. ``.../got10k/val``.
+        """
+        bf = box_filter or BoxFilter()
+        sources: list[SequenceSource] = []
+        sources += [GOT10kSource(r, got10k_subset, bf) for r in cfg.got10k_roots]
+        sources += [OTBSource(r, bf) for r in cfg.otb_roots]
+        sources += [PhotoSource(p, bf) for p in cfg.photos]
+        if cfg.synthetic > 0:
+            sources.append(SyntheticSource(cfg.synthetic, seed=cfg.seed,
+                                           num_frames=synthetic_frames, box_filter=bf))
+        args = dict(pairs_per_epoch=cfg.pairs_per_epoch, max_frame_gap=cfg.max_frame_gap,
+                    exemplar_sz=cfg.exemplar_sz, instance_sz=cfg.instance_sz, context=cfg.context,
+                    stretch=cfg.stretch, shift=cfg.shift, seed=cfg.seed)
+        args.update(kwargs)
+        return cls(sources, cfg.weights, **args)
+
+    # -- Dataset protocol ------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's pairs; with persistent workers call it before creating iterators."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= int(index) < self.pairs_per_epoch:
+            raise IndexError(f"pair index {index} out of range [0, {self.pairs_per_epoch})")
+        z, x, _ = self.sample(int(index))
+        return to_tensor(z), to_tensor(x)
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def sample(self, index: int, epoch: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, PairInfo]:
+        """The pair for ``(seed, epoch, index)`` as RGB ``uint8`` HWC crops plus its :class:`PairInfo`."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng([self.seed, epoch, int(index)])
+        for attempt in range(1, self.max_retries + 1):
+            kind = self._kinds[int(rng.choice(len(self._kinds), p=self._probs))]
+            j = int(rng.integers(kind.offsets[-1]))
+            s = int(np.searchsorted(kind.offsets, j, side="right")) - 1
+            src, i = kind.sources[s], j - int(kind.offsets[s])
+            rec = src.sequence(i)
+            usable = np.flatnonzero(rec.valid)
+            if len(usable) == 0:
+                continue
+            if src.static:
+                fz = fx = int(usable[rng.integers(len(usable))])
+            else:
+                fz, fx = self._pick_frames(usable, rng)
+            img_z = self._load(src, i, rec.frames, fz)
+            if img_z is None:
+                continue
+            img_x = img_z if fx == fz else self._load(src, i, rec.frames, fx)
+            if img_x is None:
+                continue
+            if src.static:
+                z, x, bz, bx = photo_pair(img_z, rec.boxes[fz], rng, exemplar_sz=self.exemplar_sz,
+                                          instance_sz=self.instance_sz, context=self.context,
+                                          stretch=self.stretch, shift=self.shift,
+                                          aug=self.photo_augment)
+            else:
+                z, x, bz, bx = self._video_pair(img_z, rec.boxes[fz], img_x, rec.boxes[fx], rng)
+            return z, x, PairInfo(src.kind, src.name(i), fz, fx, bz, bx, attempts=attempt)
+        raise RuntimeError(f"no usable pair after {self.max_retries} attempts for index {index} "
+                           f"(epoch {epoch}): the sources have (almost) no readable, usable frames")
+
+    def _pick_frames(self, usable: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        """Exemplar uniform over usable frames, search uniform over the others within the gap."""
+        a = int(rng.integers(len(usable)))
+        if self.max_frame_gap > 0:
+            lo = int(np.searchsorted(usable, usable[a] - self.max_frame_gap, side="left"))
+            hi = int(np.searchsorted(usable, usable[a] + self.max_frame_gap, side="right"))
+        else:
+            lo, hi = 0, len(usable)
+        if hi - lo > 1:
+            b = int(rng.integers(lo, hi - 1))
+            b += b >= a  # skip the exemplar frame itself
+        else:
+            b = a
+        return int(usable[a]), int(usable[b])
+
+    def _video_pair(self, img_z: np.ndarray, box_z: np.ndarray, img_x: np.ndarray,
+                    box_x: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        z, bz = target_crop(img_z, box_z, self.exemplar_sz, rng, context=self.context,
+                            exemplar_sz=self.exemplar_sz, stretch=self.stretch, shift=0.0,
+                            border_value=mean_color(img_z))
+        x, bx = target_crop(img_x, box_x, self.instance_sz, rng, context=self.context,
+                            exemplar_sz=self.exemplar_sz, stretch=self.stretch, shift=self.shift,
+                            border_value=mean_color(img_x))
+        if self.color > 0:
+            z, x = color_jitter(z, rng, self.color), color_jitter(x, rng, self.color)
+        if rng.uniform() < self.gray_prob:  # after the colour jitter, so grey pairs stay grey
+            z, x = to_gray(z), to_gray(x)
+        return z, x, bz, bx
+
+    def _load(self, src: SequenceSource, i: int, frames: list, k: int) -> np.ndarray | None:
+        img = load_image(frames[k])
+        if img is None:
+            key = f"{src.kind}:{src.name(i)}:{k}"
+            if key not in self._reported:
+                self._reported.add(key)
+                where = frames[k] if isinstance(frames[k], str) else "in-memory frame"
+                warn_data(f"{src.name(i)}: frame {k + 1} ({where}) could not be read; "
+                          f"sampling another pair")
+        return img
+
+    # -- diagnostics -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per source kind: sequences, sequences with usable frames, frames and usable frames.
+
+        Loads every sequence's annotations (not its images): use it to see what the size filter
+        and absence labels leave before a long run. Called in the main process before the
+        DataLoader starts, it also warms the per-process sequence cache that forked workers inherit.
+        """
+        out: dict[str, dict[str, int]] = {}
+        for kind in self._kinds:
+            row = out.setdefault(kind.name, dict(sequences=0, usable_sequences=0, frames=0,
+                                                 usable_frames=0))
+            for src in kind.sources:
+                for i in range(len(src)):
+                    rec = src.sequence(i)
+                    row["sequences"] += 1
+                    row["usable_sequences"] += int(rec.valid.any())
+                    row["frames"] += len(rec.valid)
+                    row["usable_frames"] += int(rec.valid.sum())
+        return out
+
+    def __repr__(self) -> str:
+        mix = ", ".join(f"{k.name}: {sum(len(s) for s in k.sources)} seq x {p:.2f}"
+                        for k, p in zip(self._kinds, self._probs))
+        return f"PairDataset({self.pairs_per_epoch} pairs/epoch, epoch {self.epoch}; {mix})"

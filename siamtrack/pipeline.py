@@ -1,0 +1,224 @@
+"""The one training entry point: ``experiments/train.py --config experiments/<name>.yaml [--resume]``.
+
+Stages run in the order the config lists them, each in ``<out_dir>/<name>/<stage>/`` with a
+resumable ``last.pth`` and a weights-only ``final.pth``. A finished stage is skipped on ``--resume``,
+so an interrupted pipeline picks up where it stopped. Stages:
+
+* ``teacher``: train the full-width network from scratch (SiamFC schedule), or load
+  ``teacher_weights`` when the config names a shipped teacher.
+* ``distill``, ``prune``, ``finetune`` (see ``siamtrack.compress``): the student stages.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .checkpoint import CheckpointError, load_model, save_checkpoint
+from .config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, to_dict
+from .models import SiamNet, build_model, count_parameters, named_spec
+from .training.trainer import DistEnv, Trainer, setup_distributed
+
+STAGES = ("teacher", "distill", "prune", "finetune", "scratch")
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """What a checkpoint records about how it was made."""
+    return {"stage": stage, "experiment": cfg.name, "config": to_dict(cfg), "git": git_revision(),
+            "torch": str(torch.__version__), "python": platform.python_version(),
+            "hardware": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def build_dataset(data_cfg: DataConfig):
+    from .data.pairs import PairDataset  # data stack only when training
+    return PairDataset.from_config(data_cfg)
+
+
+def evaluate_checkpoint(path: Path, cfg: ExperimentConfig, out_dir: Path) -> dict[str, float]:
+    """AO / SR0.5 / SR0.75 / success AUC / fps of a checkpoint on ``cfg.eval_root`` through the same
+    benchmark code users run (``siamtrack benchmark``); empty when no root is configured."""
+    if not cfg.eval_root:
+        return {}
+    from .evaluation.benchmark import BenchmarkOptions, run
+    root = Path(cfg.eval_root)
+    dataset = "got10k" if (root / cfg.eval_subset).is_dir() else "folder"
+    result = run(BenchmarkOptions(dataset=dataset, root=str(root), subset=cfg.eval_subset,
+                                  trackers=[str(path)], report_dir=str(out_dir), overwrite=True,
+                                  progress=False), log=lambda msg: None)
+    (scores,) = result["trackers"].values()
+    return {k: float(scores[k]) for k in ("ao", "sr50", "sr75", "auc", "fps") if scores.get(k) is not None}
+
+
+def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) -> dict[str, float]:
+    """Parameters, MACs per tracked frame and size on disk: the cost columns of the stage table."""
+    from .models.profile import count_macs
+    macs = count_macs(net, scale_num=scale_num)
+    out = {"params": count_parameters(net), "macs": macs["per_frame"], "exemplar_macs": macs["exemplar"]}
+    if path is not None and path.exists():
+        out["bytes"] = path.stat().st_size
+    return out
+
+
+class Pipeline:
+    """Runs the configured stages; ``results[stage]`` collects each stage's summary row."""
+
+    def __init__(self, cfg: ExperimentConfig, resume: bool = False, env: DistEnv | None = None,
+                 max_steps: int | None = None, show_progress: bool = True) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        self.env = env or setup_distributed()
+        self.max_steps = max_steps
+        self.show_progress = show_progress
+        self.root = Path(cfg.out_dir) / cfg.name
+        self.results: dict[str, dict[str, Any]] = {}
+        self.nets: dict[str, SiamNet] = {}
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def _finished(self, stage: str) -> SiamNet | None:
+        final = self.stage_dir(stage) / "final.pth"
+        if self.resume and final.exists():
+            net, _, meta = load_model(final)
+            if self.cfg.eval_root and "ao" not in meta.get("metrics", {}):
+                # an earlier run finished training but not its evaluation: evaluate now, keep the weights
+                return self.finish_stage(stage, net, {k: v for k, v in meta.items()
+                                                      if k not in ("metrics", "summary")})
+            self.results[stage] = dict(meta.get("summary", {}), reused=True)
+            return net
+        return None
+
+    def fit(self, stage: str, model: torch.nn.Module, net: SiamNet, loss_fn=None,
+            train_cfg: TrainConfig | None = None, data_cfg: DataConfig | None = None,
+            run_dir: Path | None = None, extra_meta: Mapping[str, Any] | None = None) -> tuple[SiamNet, dict]:
+        """Fit ``model`` with the shared, resumable trainer; returns ``(net, meta)``."""
+        cfg = self.cfg
+        train_cfg = train_cfg or cfg.train
+        torch.manual_seed(train_cfg.seed)
+        trainer = Trainer(model, net, build_dataset(data_cfg or cfg.data), train_cfg,
+                          run_dir or self.stage_dir(stage), cfg.tracker, loss_fn=loss_fn,
+                          meta=dict(provenance(cfg, stage), **(extra_meta or {})),
+                          env=self.env, show_progress=self.show_progress)
+        if self.resume and trainer.resume():
+            print(f"[{stage}] resumed at epoch {trainer.epoch}, step {trainer.step_in_epoch}", flush=True)
+        trainer.fit(max_steps=self.max_steps)
+        return net, trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+
+    def train_stage(self, stage: str, model: torch.nn.Module, net: SiamNet, loss_fn=None,
+                    train_cfg: TrainConfig | None = None, extra_meta: Mapping[str, Any] | None = None) -> SiamNet:
+        """Fit, evaluate and write the stage's ``final.pth``."""
+        net, meta = self.fit(stage, model, net, loss_fn, train_cfg, extra_meta=extra_meta)
+        return self.finish_stage(stage, net, meta)
+
+    def finish_stage(self, stage: str, net: SiamNet, meta: Mapping[str, Any]) -> SiamNet:
+        """Evaluate ``net``, store the metrics with it, write ``final.pth`` (rank 0)."""
+        if not self.env.main:
+            return net
+        net.eval()
+        final = self.stage_dir(stage) / "final.pth"
+        save_checkpoint(final, net, self.cfg.tracker, dict(meta))        # weights first: never lost
+        try:
+            metrics = evaluate_checkpoint(final, self.cfg, self.stage_dir(stage) / "eval")
+        except Exception as exc:  # noqa: BLE001 - evaluation must never cost the trained weights
+            print(f"[{stage}] evaluation failed, weights saved without metrics: {exc!r}", file=sys.stderr)
+            metrics = {}
+        summary = {"stage": stage, **profile_summary(net, final, self.cfg.tracker.scale_num), **metrics}
+        save_checkpoint(final, net, self.cfg.tracker, dict(meta, metrics=metrics, summary=summary))
+        self.results[stage] = summary
+        return net
+
+    # ---- stages --------------------------------------------------------------------------------
+    def teacher(self) -> SiamNet:
+        cfg = self.cfg
+        if cfg.teacher_weights:
+            net, _, meta = load_model(cfg.teacher_weights)
+            self.results["teacher"] = dict(meta.get("summary", {}), loaded=cfg.teacher_weights)
+            return net
+        done = self._finished("teacher")
+        if done is not None:
+            return done
+        torch.manual_seed(cfg.train.seed)
+        net = build_model(named_spec(cfg.model.name, cfg.model.width, cfg.model.out_scale))
+        return self.train_stage("teacher", net, net)
+
+    def run(self, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        stages = stages or list(self.cfg.stages)
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        for stage in stages:
+            t0 = time.time()
+            if stage == "teacher":
+                self.nets["teacher"] = self.teacher()
+            else:
+                from .compress import stages as compress_stages
+                self.nets[stage] = getattr(compress_stages, stage)(self)
+            print(f"[{stage}] done in {time.time() - t0:.0f} s: {self.results.get(stage, {})}", flush=True)
+        return self.results
+
+    def ship(self, stage: str, dest: str | Path) -> Path:
+        """Copy a stage's ``final.pth`` to ``dest`` (e.g. ``weights/siamfc_teacher.pth``)."""
+        src = self.stage_dir(stage) / "final.pth"
+        if not src.exists():
+            raise CheckpointError(f"stage {stage!r} has no final weights at {src}")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+        return dest
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="experiments/train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML file in experiments/")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of each stage")
+    parser.add_argument("--stages", help="comma-separated subset of the configured stages")
+    parser.add_argument("--ship", action="append", default=[], metavar="STAGE=PATH",
+                        help="copy a finished stage's weights, e.g. teacher=weights/siamfc_teacher.pth")
+    parser.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke tests)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides: train.lr=0.005 data.pairs_per_epoch=500")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_experiment(args.config, args.overrides)
+        ships = [s.split("=", 1) for s in args.ship]
+        if any(len(s) != 2 for s in ships):
+            raise ValueError("--ship takes STAGE=PATH")
+    except (OSError, ValueError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    pipeline = Pipeline(cfg, resume=args.resume, max_steps=args.max_steps,
+                        show_progress=not args.no_progress)
+    results = pipeline.run(args.stages.split(",") if args.stages else None)
+    if pipeline.env.main:
+        for stage, dest in ships:
+            print(f"shipped {pipeline.ship(stage, dest)}")
+        report = pipeline.root / "report.json"
+        report.write_text(json.dumps({"experiment": cfg.name, "stages": results}, indent=2, default=str))
+        print(f"report: {report}")
+    return 0

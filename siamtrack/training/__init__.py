@@ -1,0 +1,6 @@
+"""Training: SiamFC's loss, the resumable trainer (AMP, DDP) and its checkpoints."""
+from .losses import balanced_logistic_loss, logistic_labels
+from .trainer import DistEnv, Trainer, setup_distributed, siamfc_loss
+
+__all__ = ["DistEnv", "Trainer", "balanced_logistic_loss", "logistic_labels", "setup_distributed",
+           "siamfc_loss"]

@@ -1,0 +1,263 @@
+"""A small, resumable SiamFC trainer: SGD with exponential lr decay, atomic checkpoints, JSON-lines
+log, progress bar, mixed precision on CUDA and DistributedDataParallel under ``torchrun``.
+
+Resuming is exact: a training pair is a pure function of ``(seed, epoch, index)`` (see
+``siamtrack.data.pairs``), batches are taken in index order, and the checkpoint stores the optimizer,
+scheduler, RNG and the position inside the epoch. A run killed at any point and resumed reaches the
+same weights as an uninterrupted one (tests/test_training.py kills runs with SIGKILL to show it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from ..checkpoint import CheckpointError, atomic_save, make_checkpoint, read_checkpoint
+from ..config import TrackerConfig, TrainConfig
+from ..models import SiamNet
+from .losses import balanced_logistic_loss
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+EpochHook = Callable[[int, SiamNet], Mapping[str, float]]
+
+
+def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8) -> LossFn:
+    """The plain SiamFC objective: balanced logistic loss on the response map."""
+    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride)
+        return loss, {"loss": float(loss.detach())}
+    return loss_fn
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None = None) -> DistEnv:
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    return DistEnv(rank, world, local_rank, dev)
+
+
+def exponential_gamma(lr: float, final_lr: float, epochs: int) -> float:
+    """Per-epoch decay factor taking ``lr`` to ``final_lr`` over ``epochs`` (SiamFC's schedule)."""
+    return (final_lr / lr) ** (1.0 / max(1, epochs))
+
+
+class Trainer:
+    """Optimises ``model`` (a ``SiamNet``, or a module that wraps one plus adapters) with ``loss_fn``.
+
+    ``net`` is what gets saved (the ``SiamNet`` inside ``model``); checkpoints go to
+    ``run_dir/last.pth`` (resumable, every ``cfg.checkpoint_every_s`` seconds and every epoch) and
+    ``run_dir/final.pth`` (weights and metadata only).
+    """
+
+    def __init__(self, model: nn.Module, net: SiamNet, dataset: Dataset, cfg: TrainConfig,
+                 run_dir: str | Path, tracker_cfg: TrackerConfig | None = None,
+                 loss_fn: LossFn | None = None, meta: Mapping[str, Any] | None = None,
+                 env: DistEnv | None = None, epoch_hook: EpochHook | None = None, show_progress: bool = True) -> None:
+        self.cfg = cfg
+        self.env = env or setup_distributed()
+        self.run_dir = Path(run_dir)
+        self.net = net
+        self.model = model.to(self.env.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.dataset = dataset
+        self.tracker_cfg = tracker_cfg or TrackerConfig()
+        self.loss_fn = loss_fn or siamfc_loss(cfg.r_pos, cfg.r_neg, self.tracker_cfg.total_stride)
+        self.meta = dict(meta or {})
+        self.checkpoint_every_s = cfg.checkpoint_every_s
+        self.epoch_hook = epoch_hook
+        self.show_progress = show_progress and self.env.main
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, exponential_gamma(cfg.lr, cfg.final_lr, cfg.epochs))
+        self.use_amp = cfg.amp and self.env.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0
+        self.step_in_epoch = 0      # batches of the current epoch already applied
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.wall_s = 0.0
+        self.ddp_model: nn.Module = self.model
+        if self.env.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda" else None)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pth"
+
+    def _training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "history": self.history, "wall_s": self.wall_s, "config": asdict(self.cfg),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self, path: Path | None = None, with_training: bool = True) -> Path:
+        """Atomic write (rank 0 only). ``with_training=False`` writes weights and metadata only."""
+        path = path or self.last_path
+        if self.env.main:
+            meta = dict(self.meta, history=self.history, wall_s=round(self.wall_s, 1),
+                        epochs_done=self.epoch, pairs_seen=self.global_step * self.cfg.batch_size * self.env.world)
+            ckpt = make_checkpoint(self.net, self.tracker_cfg, meta,
+                                   self._training_state() if with_training else None)
+            atomic_save(ckpt, path)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Restore everything from ``path`` (default ``last.pth``); ``False`` if there is nothing to resume."""
+        path = Path(path) if path else self.last_path
+        if not path.exists():
+            return False
+        ckpt = read_checkpoint(path)
+        state = ckpt.get("training")
+        if not state:
+            raise CheckpointError(f"{path}: holds weights only, no training state to resume from")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state.get("history", []))
+        self.wall_s = float(state.get("wall_s", 0.0))
+        return True
+
+    # ---- training ----------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)  # type: ignore[attr-defined]
+        per_rank = self.cfg.batch_size
+        start = (self.step_in_epoch * self.env.world) * per_rank + self.env.rank * per_rank
+        # rank r takes batches r, r + world, ...: contiguous index blocks of one batch each
+        indices = [i for b in range(start, len(self.dataset), per_rank * self.env.world)
+                   for i in range(b, min(b + per_rank, len(self.dataset)))]
+        sampler: Sampler[int] = _ListSampler(indices)
+        return DataLoader(self.dataset, batch_size=per_rank, sampler=sampler,
+                          num_workers=self.cfg.num_workers, drop_last=True,
+                          pin_memory=self.env.device.type == "cuda",
+                          persistent_workers=False)
+
+    def _step(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+        dev = self.env.device
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        z = z.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+        x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+        with torch.autocast(dev.type, enabled=self.use_amp):
+            loss, stats = self.loss_fn(self.ddp_model, z, x)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {self.global_step}: {stats}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return stats
+
+    def fit(self, epochs: int | None = None, max_steps: int | None = None) -> SiamNet:
+        """Train until ``epochs`` (default ``cfg.epochs``) are done; ``max_steps`` stops early (tests)."""
+        epochs = self.cfg.epochs if epochs is None else epochs
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / "log.jsonl"
+        steps_done = 0
+        last_ckpt = time.time()
+        while self.epoch < epochs:
+            self.model.train()
+            loader = self._loader()
+            total = len(self.dataset) // (self.cfg.batch_size * self.env.world)
+            bar = tqdm(loader, total=total, initial=self.step_in_epoch, disable=not self.show_progress,
+                       desc=f"epoch {self.epoch + 1}/{epochs}", unit="batch", dynamic_ncols=True)
+            t_prev = time.time()
+            for z, x in bar:
+                stats = self._step(z, x)
+                self.step_in_epoch += 1
+                self.global_step += 1
+                steps_done += 1
+                now = time.time()
+                dt = now - t_prev
+                self.wall_s += dt
+                t_prev = now
+                pairs_s = self.cfg.batch_size * self.env.world / max(dt, 1e-9)
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.env.main:
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}", pairs_s=f"{pairs_s:.1f}", lr=f"{lr:.2e}")
+                    if self.global_step % max(1, self.cfg.log_every) == 0 or self.global_step == 1:
+                        with open(log_path, "a", encoding="utf-8") as fh:
+                            fh.write(json.dumps({"epoch": self.epoch, "step": self.global_step, "lr": lr,
+                                                 "pairs_per_s": round(pairs_s, 2), "time": round(now, 1),
+                                                 **{k: round(v, 5) for k, v in stats.items()}}) + "\n")
+                if now - last_ckpt > self.checkpoint_every_s:
+                    self.save()
+                    last_ckpt = now
+                if max_steps is not None and steps_done >= max_steps:
+                    bar.close()
+                    self.save()
+                    return self.net
+            bar.close()
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.scheduler.step()
+            record: dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                                      "wall_s": round(self.wall_s, 1)}
+            if self.epoch_hook is not None and self.env.main:
+                self.net.eval()
+                record.update(self.epoch_hook(self.epoch, self.net))
+            self.history.append(record)
+            if self.env.main:
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"epoch_end": record}) + "\n")
+            self.save()
+            last_ckpt = time.time()
+        self.net.eval()
+        return self.net
+
+
+class _ListSampler(Sampler[int]):
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

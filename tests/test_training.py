@@ -1,0 +1,101 @@
+"""Loss, resumable trainer (stop/kill and resume reach the same weights) and a 2-process DDP run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamtrack.checkpoint import read_checkpoint
+from siamtrack.training.losses import balanced_logistic_loss, logistic_labels
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, str(REPO / "experiments" / "train.py"), "--config",
+         str(REPO / "experiments" / "tiny.yaml"), "--no-progress"]
+
+
+def test_labels_positive_disc_and_balanced_weights():
+    labels, weights = logistic_labels(17, r_pos=16, stride=8)
+    # radius 16 px = 2 cells: the 13 cells of the discrete disc of radius 2 around (8, 8)
+    assert labels.sum().item() == 13
+    assert labels[8, 8] == 1 and labels[8, 10] == 1 and labels[8, 11] == 0 and labels[9, 10] == 0
+    assert torch.isclose(weights[labels == 1].sum(), torch.tensor(0.5))
+    assert torch.isclose(weights[labels == 0].sum(), torch.tensor(0.5))
+
+
+def test_loss_prefers_centred_peaks():
+    labels, _ = logistic_labels(17)
+    good = (labels * 20 - 10).expand(2, 1, 17, 17)
+    bad = -good
+    flat = torch.zeros(2, 1, 17, 17)
+    lg, lb, lf = (balanced_logistic_loss(t).item() for t in (good, bad, flat))
+    assert lg < 1e-3 < lf < lb
+    assert lf == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)   # BCE of p = 0.5
+
+
+def _train(out: Path, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(TRAIN + [f"out_dir={out}", *extra], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["state_dict"]
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    out = tmp_path_factory.mktemp("full")
+    proc = _train(out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return _weights(out / "tiny" / "teacher" / "final.pth")
+
+
+def test_stop_mid_epoch_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
+    first = _train(tmp_path, "--max-steps", "3")          # 4 steps per epoch: stops inside epoch 1
+    assert first.returncode == 0, first.stderr[-2000:]
+    state = read_checkpoint(tmp_path / "tiny" / "teacher" / "last.pth")["training"]
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 3)
+    second = _train(tmp_path, "--resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed at epoch 0, step 3" in second.stdout
+    _assert_same(_weights(tmp_path / "tiny" / "teacher" / "final.pth"), uninterrupted)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
+    last = tmp_path / "tiny" / "teacher" / "last.pth"
+    proc = subprocess.Popen(TRAIN + [f"out_dir={tmp_path}", "train.checkpoint_every_s=0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 180
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "no checkpoint was written before the kill"
+    read_checkpoint(last)                       # the latest checkpoint always loads
+    resumed = _train(tmp_path, "--resume", "train.checkpoint_every_s=0")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same(_weights(tmp_path / "tiny" / "teacher" / "final.pth"), uninterrupted)
+
+
+def test_two_process_ddp_run(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           "29517"] + TRAIN[1:] + [f"out_dir={tmp_path}", "--max-steps", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = read_checkpoint(tmp_path / "tiny" / "teacher" / "last.pth")
+    # 2 ranks x batch 4 per step: 2 steps saw 16 pairs
+    assert ckpt["meta"]["pairs_seen"] == 16
+    assert ckpt["training"]["global_step"] == 2
