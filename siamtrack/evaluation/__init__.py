@@ -1,0 +1,16 @@
+"""Benchmarks and profiling: the got10k experiments run offline, OpenCV baselines, speed and MACs.
+
+Modules (each small, imported on demand by the ``siamtrack benchmark`` / ``speed`` sub-commands):
+
+* :mod:`.experiments`: GOT-10k and OTB-style experiments that never download and return the
+  toolkit's own numbers (AO, SR0.5, SR0.75, success AUC, precision, fps);
+* :mod:`.baselines`: one adapter around OpenCV trackers (MIL, KCF, CSRT, NanoTrack, vitTrack);
+* :mod:`.benchmark`: parallel runs, result reuse, report; :mod:`.report`, :mod:`.plots`: outputs;
+* :mod:`.speed`: latency per ``update``; :mod:`.profile`: MACs per tracked frame (``count_macs``).
+
+Importing this package stays cheap (the main ``siamtrack`` command imports :mod:`.cli` to register
+its sub-commands); :mod:`.plots` selects matplotlib's Agg backend only when a benchmark draws.
+"""
+from ..models.profile import count_macs
+
+__all__ = ["count_macs"]

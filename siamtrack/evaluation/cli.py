@@ -1,0 +1,141 @@
+"""The ``benchmark`` and ``speed`` sub-commands.
+
+``siamtrack.cli`` calls :func:`add_subcommands`; each sub-command's ``func(args)`` returns an exit
+code and raises ``ValueError`` / ``FileNotFoundError`` with a one-line message for bad input (the
+main command prints it as ``siamtrack: error: ...`` and exits 2). :func:`main` runs the two
+sub-commands on their own (``python -m siamtrack.evaluation.cli``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from .baselines import BASELINE_NAMES
+
+BENCHMARK_EXAMPLES = """examples:
+  siamtrack benchmark --dataset got10k --root ../shared/data/got10k --subset val \\
+      --trackers teacher,student --baselines mil,nano,vit \\
+      --nano-backbone ../shared/models/nanotrackv2_backbone_sim.onnx \\
+      --nano-head ../shared/models/nanotrackv2_head_sim.onnx --vit-model ../shared/models/vitTracker.onnx
+  siamtrack benchmark --dataset got10k --root GOT10K --subset test --trackers student   # submission zip
+  siamtrack benchmark --dataset otb --root OTB100 --version 2015 --trackers student --sequences Boy,Car4
+  siamtrack benchmark --dataset folder --root my_sequences --trackers runs/x/best.pth --workers 2
+"""
+
+SPEED_EXAMPLES = """examples:
+  siamtrack speed --weights teacher,student --threads 1,2 --frames 200 --json speed.json
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _version(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "benchmark", help="accuracy of trackers and OpenCV baselines on GOT-10k / OTB / a folder",
+        description="Run trackers through the got10k toolkit's experiments and report AO, SR0.5, SR0.75, "
+                    "success AUC, precision and fps, with a markdown table, JSON and plots.",
+        epilog=BENCHMARK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=["got10k", "otb", "folder"])
+    p.add_argument("--root", required=True, metavar="DIR", help="data set folder (GOT-10k: the folder holding val/ test/)")
+    p.add_argument("--subset", default="val", choices=["val", "test"],
+                   help="GOT-10k split; test writes the server's submission archive (default val)")
+    p.add_argument("--version", type=_version, default=2015, metavar="YEAR", help="OTB version: 2013 or 2015 (default 2015)")
+    p.add_argument("--sequences", type=_csv, default=None, metavar="A,B,...", help="comma-separated subset of sequences")
+    p.add_argument("--trackers", type=_csv, default=[], metavar="A,B,...",
+                   help="comma-separated learned trackers: teacher, student or checkpoint paths")
+    p.add_argument("--baselines", type=_csv, default=[], metavar="A,B,...",
+                   help=f"comma-separated OpenCV baselines: {','.join(BASELINE_NAMES)} (unavailable ones "
+                        f"are reported as skipped)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    p.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="where results, report.md, benchmark.json and plots go (default benchmarks/<dataset>)")
+    p.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="also write the JSON summary here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="re-run trackers whose results exist (default: reuse them, and say so)")
+    p.add_argument("--device", default=None, metavar="DEV", help="torch device for learned trackers (default: cuda if available)")
+    p.add_argument("--nano-backbone", default=None, metavar="FILE", help="NanoTrack v2 backbone ONNX file (for --baselines nano)")
+    p.add_argument("--nano-head", default=None, metavar="FILE", help="NanoTrack v2 neck/head ONNX file (for --baselines nano)")
+    p.add_argument("--vit-model", default=None, metavar="FILE", help="vitTrack ONNX file (for --baselines vit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_benchmark)
+    return p
+
+
+def add_speed_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "speed", help="per-frame latency, MACs, parameters and size of trackers",
+        description="Time tracker.update on 640x360 frames for every model and thread count "
+                    "(interleaved, so ratios hold on a noisy machine) and count MACs per frame.",
+        epilog=SPEED_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=_csv, required=True, metavar="A,B,...",
+                   help="comma-separated models: teacher, student or checkpoint paths")
+    p.add_argument("--threads", type=_int_csv, default=[1], metavar="N,M,...", help="comma-separated thread counts (default 1)")
+    p.add_argument("--frames", type=int, default=100, metavar="N", help="timed frames per model (default 100)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames first (default 10)")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="torch device (default cpu)")
+    p.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="write the results as JSON here")
+    p.set_defaults(func=run_speed)
+    return p
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register ``benchmark`` and ``speed`` on the main command's sub-parsers."""
+    add_benchmark_parser(subparsers)
+    add_speed_parser(subparsers)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import BenchmarkOptions, run
+
+    opts = BenchmarkOptions(
+        dataset=args.dataset, root=args.root, subset=args.subset, version=args.version,
+        sequences=args.sequences, trackers=args.trackers, baselines=args.baselines,
+        files={"nano_backbone": args.nano_backbone, "nano_head": args.nano_head, "vit_model": args.vit_model},
+        workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    try:
+        run(opts)
+    except KeyboardInterrupt:
+        print("interrupted: finished sequences are saved; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from .speed import SpeedOptions, run
+
+    run(SpeedOptions(weights=args.weights, threads=args.threads, frames=args.frames, warmup=args.warmup,
+                     json_path=args.json_path, device=args.device))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point with the same error handling as ``siamtrack``'s."""
+    parser = argparse.ArgumentParser(prog="siamtrack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"siamtrack: error: {str(exc).splitlines()[0] if str(exc) else exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

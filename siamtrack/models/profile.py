@@ -1,0 +1,80 @@
+"""Multiply-accumulate counts of a Siamese tracker network, per tracked frame.
+
+Counted with forward hooks on every ``nn.Conv2d`` (MACs = output elements x in_channels / groups x
+kh x kw, the usual convention: bias adds, BN, ReLU and pooling are not counted) plus the
+cross-correlation of the head, which is a functional ``conv2d`` that no module hook sees
+(MACs = response elements x channels x exemplar-feature area). Measuring the real forward pass instead
+of summing a formula keeps the count right for pruned and hand-written backbones alike, and the
+compression code reuses this module for its MAC budget.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _conv_macs(module: nn.Conv2d, output: torch.Tensor) -> int:
+    kh, kw = module.kernel_size
+    return int(output.numel()) * (module.in_channels // module.groups) * kh * kw
+
+
+def backbone_macs(backbone: nn.Module, size: int, in_channels: int = 3) -> tuple[int, tuple[int, ...]]:
+    """``(MACs, output shape)`` of one ``size`` x ``size`` crop through ``backbone``."""
+    total = 0
+
+    def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        total += _conv_macs(module, output)  # type: ignore[arg-type]
+
+    handles = [m.register_forward_hook(hook) for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        was_training = backbone.training
+        backbone.eval()
+        with torch.inference_mode():
+            out = backbone(torch.zeros(1, in_channels, size, size, device=device, dtype=dtype))
+        backbone.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return total, tuple(out.shape)
+
+
+def count_macs(net: nn.Module, exemplar_sz: int = 127, instance_sz: int = 255,
+               scale_num: int = 3) -> dict[str, int]:
+    """MACs of a SiamFC-style net (``net.backbone`` + xcorr head) for the tracking loop.
+
+    Returns a dict of integers:
+
+    * ``exemplar``: one exemplar crop through the backbone (paid once, at ``init``);
+    * ``search_backbone`` / ``xcorr`` / ``per_crop``: one search crop through the backbone, the
+      cross-correlation with the cached exemplar embedding, and their sum;
+    * ``search`` (= ``per_frame``): ``scale_num`` search crops, the cost of every ``update``;
+    * ``scale_num``.
+    """
+    backbone = getattr(net, "backbone", net)
+    in_ch = int(getattr(backbone, "in_channels", 3))
+    z_macs, z_shape = backbone_macs(backbone, exemplar_sz, in_ch)
+    x_macs, x_shape = backbone_macs(backbone, instance_sz, in_ch)
+    _, c, hz, wz = z_shape
+    _, _, hx, wx = x_shape
+    ho, wo = hx - hz + 1, wx - wz + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"search features {x_shape} smaller than exemplar features {z_shape}")
+    xcorr = ho * wo * c * hz * wz
+    per_crop = x_macs + xcorr
+    return {"exemplar": z_macs, "search_backbone": x_macs, "xcorr": xcorr, "per_crop": per_crop,
+            "search": scale_num * per_crop, "per_frame": scale_num * per_crop, "scale_num": scale_num}
+
+
+def format_macs(macs: float) -> str:
+    """``2719.3 M`` / ``8.16 G``: short human units for tables."""
+    if macs >= 1e9:
+        return f"{macs / 1e9:.2f} G"
+    if macs >= 1e6:
+        return f"{macs / 1e6:.1f} M"
+    return f"{macs / 1e3:.1f} K"
