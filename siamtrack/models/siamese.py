@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, alexnet_layers, output_size
+from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .heads import XCorrHead
 
 ArchSpec = dict[str, Any]
@@ -52,26 +52,33 @@ def alexnet_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
             "head": {"out_scale": out_scale}}
 
 
-STUDENT_WIDTHS = (24, 48, 96, 96, 64)
+#: stem, then the pointwise widths of the five depthwise-separable blocks (the last one is linear)
+STUDENT_WIDTHS = (32, 64, 128, 128, 128, 96)
 
 
 def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
     """Compact student with the SiamFC contract (stride 8, 6x6 / 22x22 feature maps at 127 / 255).
 
-    A 3x3 stride-2 stem replaces AlexNet's 11x11 (conv1 dominates the cost of small networks) and
-    every later conv is 3x3; the footprint stays 87 pixels, so the tracking loop is unchanged.
+    Chosen by measurement on 2 CPU cores (see docs/ARCHITECTURE.md, "Student"):
+
+    * a 4x4 stride-4 patchify stem instead of AlexNet's 11x11 stride-2 conv and first max-pool, so
+      no layer works at 127x127 (conv1 and its pooling cost more than the rest of a small network);
+    * five depthwise-separable blocks (3x3 depthwise + 1x1 pointwise, BN, ReLU), a 3x3 max-pool
+      after the first; the last pointwise conv is linear, like AlexNet's conv5.
+
+    At ``width=1``: 64,129 parameters and 153 MMAC per tracked frame (3 scales); footprint 88 px.
     """
     w = [max(8, int(round(c * width / 8)) * 8) for c in STUDENT_WIDTHS]
-    layers = [
-        {"type": "conv", "out": w[0], "k": 3, "s": 2, "groups": 1, "bn": True, "relu": True},
-        {"type": "pool", "k": 3, "s": 2},
-        {"type": "conv", "out": w[1], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
-        {"type": "pool", "k": 3, "s": 2},
-        {"type": "conv", "out": w[2], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
-        {"type": "conv", "out": w[3], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
-        {"type": "conv", "out": w[3], "k": 3, "s": 1, "groups": 1, "bn": True, "relu": True},
-        {"type": "conv", "out": w[4], "k": 3, "s": 1, "groups": 1, "bn": False, "relu": False},
-    ]
+
+    def separable(c_in: int, c_out: int, linear: bool = False) -> list[LayerSpec]:
+        return [{"type": "conv", "out": c_in, "k": 3, "s": 1, "groups": "dw", "bn": True, "relu": True},
+                {"type": "conv", "out": c_out, "k": 1, "s": 1, "groups": 1, "bn": not linear,
+                 "relu": not linear}]
+
+    layers = [{"type": "conv", "out": w[0], "k": 4, "s": 4, "groups": 1, "bn": True, "relu": True}]
+    layers += separable(w[0], w[1]) + [{"type": "pool", "k": 3, "s": 2}]
+    for i in range(2, len(w)):
+        layers += separable(w[i - 1], w[i], linear=i == len(w) - 1)
     return {"version": SPEC_VERSION, "name": "student" if width == 1.0 else f"student_x{width:g}",
             "in_channels": 3, "backbone": layers, "head": {"out_scale": out_scale}}
 

@@ -1,0 +1,121 @@
+"""Student stages of the training pipeline: ``distill``, ``prune``, ``finetune`` and the ``scratch``
+ablation. Each takes the :class:`~siamtrack.pipeline.Pipeline` (config, resume flag, results and the
+networks of earlier stages) and returns the stage's network; all of them write
+``<run>/<stage>/final.pth`` and a summary row (cost and accuracy) into ``pipeline.results``.
+
+Evidence that each technique earns its place comes from two extra rows:
+``prune_oneshot`` (the distilled student pruned to the budget in one step, no fine-tuning) and
+``scratch`` (the final student architecture trained from scratch on ground truth alone, for as many
+epochs as the distilled one).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..checkpoint import load_model, save_checkpoint
+from ..models import SiamNet, build_model, model_spec, named_spec
+from ..training.losses import balanced_logistic_loss
+from .distill import DistillModel, distill_loss
+from .prune import per_frame_macs, prune_step, taylor_importance
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+
+def _net(p: "Pipeline", stage: str) -> SiamNet:
+    """The network a finished earlier stage produced (this run, or its ``final.pth`` on disk)."""
+    if stage in p.nets:
+        return p.nets[stage]
+    if stage == "teacher":
+        return p.teacher()
+    final = p.stage_dir(stage) / "final.pth"
+    if not final.exists():
+        raise ValueError(f"stage {stage!r} has not run yet (no {final}); list it earlier in `stages`")
+    return load_model(final)[0]
+
+
+def _loss(p: "Pipeline"):
+    t = p.cfg.train
+    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, p.cfg.tracker.total_stride)
+
+
+def distill(p: "Pipeline") -> SiamNet:
+    """Train the student from scratch with teacher supervision (response + hints + ground truth)."""
+    done = p._finished("distill")
+    if done is not None:
+        return done
+    cc = p.cfg.compress
+    torch.manual_seed(p.cfg.train.seed)
+    student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale))
+    model = DistillModel(student, _net(p, "teacher"), cc.hint_layers)
+    return p.train_stage("distill", model, student, _loss(p))
+
+
+def _taylor_scores(p: "Pipeline", net: SiamNet, batches: int = 4):
+    if p.cfg.compress.prune_criterion != "taylor":
+        return None
+    from ..pipeline import build_dataset
+    data = build_dataset(replace(p.cfg.data, pairs_per_epoch=batches * p.cfg.train.batch_size))
+    loader = torch.utils.data.DataLoader(data, batch_size=p.cfg.train.batch_size)
+    r_pos = p.cfg.train.r_pos
+    return taylor_importance(net.train(), loader, lambda out: balanced_logistic_loss(out, r_pos))
+
+
+def prune(p: "Pipeline") -> SiamNet:
+    """Prune the distilled student to ``compress.prune_macs`` per frame in ``prune_steps`` steps,
+    distilling for ``step_pairs`` pairs after each; also records the one-shot, no-fine-tune ablation."""
+    done = p._finished("prune")
+    if done is not None:
+        return done
+    cc = p.cfg.compress
+    if cc.prune_macs <= 0:
+        raise ValueError("the prune stage needs compress.prune_macs (MACs per tracked frame) > 0")
+    scales = p.cfg.tracker.scale_num
+    student, teacher = _net(p, "distill"), _net(p, "teacher")
+    oneshot = prune_step(student, cc.prune_macs, cc.prune_criterion, _taylor_scores(p, student), scales)
+    p.finish_stage("prune_oneshot", oneshot, {"stage": "prune_oneshot", "note": "no fine-tuning"})
+
+    net, start = student, per_frame_macs(student, scales)
+    meta: dict = {}
+    step_cfg = replace(p.cfg.train, epochs=1, lr=cc.step_lr, final_lr=cc.step_lr)
+    step_data = replace(p.cfg.data, pairs_per_epoch=cc.step_pairs)
+    for k in range(1, cc.prune_steps + 1):
+        step_dir = p.stage_dir("prune") / f"step{k}"
+        if p.resume and (step_dir / "final.pth").exists():
+            net = load_model(step_dir / "final.pth")[0]
+            continue
+        target = start * (cc.prune_macs / start) ** (k / cc.prune_steps)
+        net = prune_step(net, target, cc.prune_criterion, _taylor_scores(p, net), scales)
+        net, meta = p.fit("prune", DistillModel(net, teacher, cc.hint_layers), net, _loss(p),
+                          train_cfg=step_cfg, data_cfg=step_data, run_dir=step_dir,
+                          extra_meta={"prune_step": k, "target_macs": target})
+        save_checkpoint(step_dir / "final.pth", net, p.cfg.tracker, meta)
+    return p.finish_stage("prune", net, meta)
+
+
+def finetune(p: "Pipeline") -> SiamNet:
+    """Distil the pruned student further at a low learning rate."""
+    done = p._finished("finetune")
+    if done is not None:
+        return done
+    cc = p.cfg.compress
+    net = _net(p, "prune")
+    cfg = replace(p.cfg.train, epochs=cc.finetune_epochs, lr=cc.finetune_lr, final_lr=cc.finetune_lr / 10)
+    return p.train_stage("finetune", DistillModel(net, _net(p, "teacher"), cc.hint_layers), net,
+                         _loss(p), train_cfg=cfg)
+
+
+def scratch(p: "Pipeline") -> SiamNet:
+    """Ablation: the final student architecture trained on ground truth only, no teacher."""
+    done = p._finished("scratch")
+    if done is not None:
+        return done
+    final_stage = next(s for s in ("finetune", "prune", "distill") if s in p.nets or
+                       (p.stage_dir(s) / "final.pth").exists())
+    torch.manual_seed(p.cfg.train.seed)
+    net = build_model(model_spec(_net(p, final_stage)))
+    epochs = p.cfg.train.epochs + p.cfg.compress.finetune_epochs
+    return p.train_stage("scratch", net, net, train_cfg=replace(p.cfg.train, epochs=epochs))

@@ -1,0 +1,127 @@
+"""Pruning physically removes channels and matches masking; distillation losses; the whole
+teacher -> distil -> prune -> fine-tune pipeline runs end to end on generated data."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamtrack.checkpoint import load_model, read_checkpoint
+from siamtrack.compress import (DistillModel, masked_forward_equivalent, prune_step, prune_to_widths,
+                                prune_units, response_kd_loss, select_keep, hint_loss)
+from siamtrack.compress.distill import distill_loss, matching_taps
+from siamtrack.config import CompressConfig
+from siamtrack.models import build_model, count_parameters, model_spec, named_spec
+from siamtrack.config import load_experiment
+from siamtrack.models.profile import count_macs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _randomise_bn(net):
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.1
+            m.bias.data = torch.randn(m.bias.shape, generator=g)
+            m.running_mean = torch.randn(m.running_mean.shape, generator=g)
+            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
+    return net.eval()
+
+
+@pytest.mark.parametrize("arch", [("alexnet", 0.25), ("student", 0.5)])
+def test_pruned_network_is_smaller_and_equals_the_masked_one(arch):
+    net = _randomise_bn(build_model(named_spec(*arch)))
+    units = prune_units(net.backbone)
+    keep = [select_keep(torch.rand(u.channels), u.channels // 2, u.partitions) for u in units]
+    small = prune_to_widths(net, keep).eval()
+    masked = masked_forward_equivalent(net, keep).eval()
+    # channels are really gone: fewer parameters, narrower feature maps, spec records the widths
+    assert count_parameters(small) < 0.5 * count_parameters(net)
+    z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
+    assert small.backbone(z).shape[1] == keep[-1].numel() < net.backbone(z).shape[1]
+    convs = [layer for layer in model_spec(small)["backbone"] if layer["type"] == "conv"]
+    # one pruning unit per channel-producing conv; a depthwise conv follows its producer's width
+    assert [c["out"] for c in convs if c["groups"] != "dw"] == [int(k.numel()) for k in keep]
+    assert all(c["out"] == prev["out"] for prev, c in zip(convs, convs[1:]) if c["groups"] == "dw")
+    # ... and the pruned network computes exactly what the masked full network computes
+    with torch.no_grad():
+        torch.testing.assert_close(small(z, x), masked(z, x), rtol=1e-4, atol=1e-4)
+    # the spec rebuilds it
+    again = build_model(model_spec(small))
+    again.load_state_dict(small.state_dict())
+
+
+def test_grouped_convs_keep_equal_groups():
+    net = build_model(named_spec("alexnet", 0.25))
+    units = prune_units(net.backbone)
+    # conv1 feeds a groups=2 conv; conv2..conv4 are grouped or feed grouped convs
+    assert [u.partitions for u in units] == [2, 2, 2, 2, 2]
+    scores = torch.arange(units[0].channels, dtype=torch.float32)   # best channels all in group 2
+    keep = select_keep(scores, units[0].channels // 2, 2)
+    half = units[0].channels // 2
+    assert (keep < half).sum() == (keep >= half).sum()
+
+
+def test_prune_step_meets_mac_budget():
+    net = build_model(named_spec("student", 1.0))
+    before = count_macs(net)["per_frame"]
+    small = prune_step(net, before / 4, "l1")
+    after = count_macs(small)["per_frame"]
+    assert after <= before / 4 and after > before / 8        # meets the budget without overshooting
+
+
+def test_response_kd_loss_known_values():
+    t = torch.randn(3, 1, 17, 17)
+    assert response_kd_loss(t, t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    # a flat student against a one-hot-ish teacher: KL = log(N) - H(teacher) at T = 1
+    teacher = torch.full((1, 1, 17, 17), -50.0)
+    teacher[0, 0, 8, 8] = 50.0
+    flat = torch.zeros(1, 1, 17, 17)
+    assert response_kd_loss(flat, teacher, 1.0).item() == pytest.approx(torch.log(torch.tensor(289.0)).item(), rel=1e-4)
+    assert response_kd_loss(flat, teacher, 2.0) > 0
+
+
+def test_hint_loss_is_scale_free():
+    t = torch.randn(2, 8, 5, 5)
+    assert hint_loss(t, t).item() == 0.0
+    assert hint_loss(torch.zeros_like(t), t).item() == pytest.approx(1.0, rel=1e-6)
+    assert hint_loss(torch.zeros_like(t), 100 * t).item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_distill_model_freezes_teacher_and_trains_student():
+    teacher = build_model(named_spec("alexnet", 0.25))
+    student = build_model(named_spec("student", 0.5))
+    model = DistillModel(student, teacher).train()
+    assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
+    # the pointwise outputs at 22x22 and 24x24 (blocks 10 and 8) face conv5 and conv4
+    assert matching_taps(student.backbone, teacher.backbone) == [(10, 4), (8, 3)]
+    z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
+    loss, stats = distill_loss(CompressConfig())(model, z, x)
+    loss.backward()
+    assert set(stats) == {"loss", "gt", "kd", "hint"} and all(v >= 0 for v in stats.values())
+    assert student.backbone.conv_blocks()[0].conv.weight.grad is not None
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_generated_data(tmp_path):
+    from siamtrack.pipeline import main
+    cfg = str(REPO / "experiments" / "tiny_student.yaml")
+    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}",
+                 "--ship", f"finetune={tmp_path / 'student.pth'}"]) == 0
+    run = tmp_path / "tiny_student"
+    for stage in ("teacher", "distill", "prune_oneshot", "prune", "finetune", "scratch"):
+        assert (run / stage / "final.pth").exists(), stage
+    student, _, meta = load_model(tmp_path / "student.pth")
+    distilled = load_model(run / "distill" / "final.pth")[0]
+    budget = load_experiment(cfg).compress.prune_macs
+    macs = count_macs(student)["per_frame"]
+    assert macs <= budget < count_macs(distilled)["per_frame"]
+    assert meta["summary"]["macs"] == macs and meta["stage"] == "finetune"
+    scratch = read_checkpoint(run / "scratch" / "final.pth")
+    assert scratch["arch"] == read_checkpoint(tmp_path / "student.pth")["arch"]
+    # --resume on a finished pipeline reuses every stage
+    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}", "--resume"]) == 0
