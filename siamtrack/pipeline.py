@@ -175,6 +175,48 @@ class Pipeline:
             print(f"[{stage}] done in {time.time() - t0:.0f} s: {self.results.get(stage, {})}", flush=True)
         return self.results
 
+    def stage_weights(self) -> dict[str, Path]:
+        """``{stage: final weights}`` for every stage with results, teacher first."""
+        out: dict[str, Path] = {}
+        for stage in self.results:
+            if stage == "teacher" and self.cfg.teacher_weights:
+                out[stage] = Path(self.cfg.teacher_weights)
+            elif (self.stage_dir(stage) / "final.pth").exists():
+                out[stage] = self.stage_dir(stage) / "final.pth"
+        return out
+
+    def stage_table(self, speed_frames: int = 50, threads: int = 2) -> str:
+        """One row per stage: cost (parameters, MACs, size, ms per ``update`` measured side by side in
+        one run) and val accuracy (from each checkpoint's stored metrics). Fills ``results``."""
+        from .evaluation.report import fmt, markdown_table
+        from .evaluation.speed import SpeedOptions, run as measure_speed
+        from .models.profile import format_macs
+
+        weights = self.stage_weights()
+        timing: dict[str, Any] = {}
+        if speed_frames > 0 and weights:
+            # copies named after their stage: the speed table keys trackers by file name
+            table_dir = self.root / "stage_weights"
+            table_dir.mkdir(parents=True, exist_ok=True)
+            named = {}
+            for stage, path in weights.items():
+                named[stage] = table_dir / f"{stage}.pth"
+                shutil.copyfile(path, named[stage])
+            speed = measure_speed(SpeedOptions(weights=[str(p) for p in named.values()], threads=[threads],
+                                               frames=speed_frames), log=lambda msg: None)["models"]
+            timing = {stage: speed[f"SiamFC-{stage}"] for stage in named}
+        rows = []
+        for stage in weights:
+            r = self.results[stage]
+            t = timing.get(stage, {})
+            r.update({k: t[k] for k in ("ms", "fps") if k in t})
+            rows.append([stage, f"{r.get('params', 0):,}", format_macs(r.get("macs", 0)),
+                         format_macs(r.get("exemplar_macs", 0)), f"{r.get('bytes', 0) / 1024:.0f} KiB",
+                         fmt(r.get("ms"), 2), fmt(r.get("fps"), 1), fmt(r.get("ao")), fmt(r.get("sr50")),
+                         fmt(r.get("sr75")), fmt(r.get("auc"))])
+        return markdown_table(["stage", "params", "MACs/frame (3 scales)", "exemplar MACs (once)", "size",
+                               f"ms/frame ({threads} threads)", "fps", "AO", "SR0.50", "SR0.75", "AUC"], rows)
+
     def ship(self, stage: str, dest: str | Path) -> Path:
         """Copy a stage's ``final.pth`` to ``dest`` (e.g. ``weights/siamfc_teacher.pth``)."""
         src = self.stage_dir(stage) / "final.pth"
@@ -198,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="copy a finished stage's weights, e.g. teacher=weights/siamfc_teacher.pth")
     parser.add_argument("--max-steps", type=int, help="stop each stage after this many steps (smoke tests)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--speed-frames", type=int, default=50,
+                        help="frames timed per stage for the final table (0: skip timing)")
     parser.add_argument("overrides", nargs="*", help="config overrides: train.lr=0.005 data.pairs_per_epoch=500")
     return parser.parse_args(argv)
 
@@ -218,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline.env.main:
         for stage, dest in ships:
             print(f"shipped {pipeline.ship(stage, dest)}")
+        print(pipeline.stage_table(args.speed_frames))
         report = pipeline.root / "report.json"
         report.write_text(json.dumps({"experiment": cfg.name, "stages": results}, indent=2, default=str))
         print(f"report: {report}")

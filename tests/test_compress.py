@@ -2,6 +2,7 @@
 teacher -> distil -> prune -> fine-tune pipeline runs end to end on generated data."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,9 +13,8 @@ from siamtrack.checkpoint import load_model, read_checkpoint
 from siamtrack.compress import (DistillModel, masked_forward_equivalent, prune_step, prune_to_widths,
                                 prune_units, response_kd_loss, select_keep, hint_loss)
 from siamtrack.compress.distill import distill_loss, matching_taps
-from siamtrack.config import CompressConfig
+from siamtrack.config import CompressConfig, load_experiment
 from siamtrack.models import build_model, count_parameters, model_spec, named_spec
-from siamtrack.config import load_experiment
 from siamtrack.models.profile import count_macs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,9 +110,13 @@ def test_distill_model_freezes_teacher_and_trains_student():
 def test_pipeline_end_to_end_on_generated_data(tmp_path):
     from siamtrack.pipeline import main
     cfg = str(REPO / "experiments" / "tiny_student.yaml")
-    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}",
+    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}", "--speed-frames", "5",
                  "--ship", f"finetune={tmp_path / 'student.pth'}"]) == 0
     run = tmp_path / "tiny_student"
+    report = json.loads((run / "report.json").read_text())["stages"]
+    assert list(report) == ["teacher", "distill", "prune_oneshot", "prune", "finetune", "scratch"]
+    assert all(row["ms"] > 0 and row["params"] > 0 for row in report.values())
+    assert report["finetune"]["macs"] < report["distill"]["macs"]
     for stage in ("teacher", "distill", "prune_oneshot", "prune", "finetune", "scratch"):
         assert (run / stage / "final.pth").exists(), stage
     student, _, meta = load_model(tmp_path / "student.pth")
