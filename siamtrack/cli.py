@@ -223,7 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
     tracker = load_tracker(args.weights, args.device)
-    seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo")
+    seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo", style="object")
     out_dir = Path(args.output)
     video_path, boxes_path = out_dir / "demo_tracked.mp4", out_dir / "demo_boxes.txt"
     rows, update_s, interrupted = _track_stream(

@@ -127,5 +127,8 @@ def test_pipeline_end_to_end_on_generated_data(tmp_path):
     assert meta["summary"]["macs"] == macs and meta["stage"] == "finetune"
     scratch = read_checkpoint(run / "scratch" / "final.pth")
     assert scratch["arch"] == read_checkpoint(tmp_path / "student.pth")["arch"]
-    # --resume on a finished pipeline reuses every stage
-    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}", "--resume"]) == 0
+    # --resume on a finished pipeline reuses every stage and reports the same rows
+    assert main(["--config", cfg, "--no-progress", f"out_dir={tmp_path}", "--resume", "--speed-frames", "0"]) == 0
+    again = json.loads((run / "report.json").read_text())["stages"]
+    assert list(again) == list(report) and all(row["reused"] for row in again.values())
+    assert all(again[s]["macs"] == report[s]["macs"] for s in report)

@@ -47,9 +47,9 @@ def test_teacher_is_the_full_width_alexnet():
 
 @pytest.mark.parametrize("name", [p.stem.removeprefix("siamfc_") for p in SHIPPED])
 def test_shipped_weights_track_a_generated_clip(name: str):
-    # trained on real footage only; a moving textured patch on clutter is an unseen, easy case
-    clip = make_clip(seed=3)
+    # the demo's clip: a framed object that moves and grows 1.5x on a muted background
+    clip = make_clip(seed=0, style="object")
     tracker = SiamFCTracker.from_pretrained(name, device="cpu")
-    tracker.init(clip.frames[0], clip.boxes[0])
-    boxes = np.array([clip.boxes[0]] + [tracker.update(f) for f in clip.frames[1:]])
-    assert iou(boxes, clip.boxes).mean() > 0.5
+    tracker.init(clip.frame(0), clip.boxes[0])
+    boxes = np.array([clip.boxes[0]] + [tracker.update(clip.frame(k)) for k in range(1, len(clip))])
+    assert iou(boxes, clip.boxes).mean() > 0.6

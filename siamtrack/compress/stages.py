@@ -67,6 +67,8 @@ def _taylor_scores(p: "Pipeline", net: SiamNet, batches: int = 4):
 def prune(p: "Pipeline") -> SiamNet:
     """Prune the distilled student to ``compress.prune_macs`` per frame in ``prune_steps`` steps,
     distilling for ``step_pairs`` pairs after each; also records the one-shot, no-fine-tune ablation."""
+    if p.resume and (p.stage_dir("prune") / "final.pth").exists():
+        p._finished("prune_oneshot")          # its row belongs in the resumed run's table too
     done = p._finished("prune")
     if done is not None:
         return done

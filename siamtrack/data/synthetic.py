@@ -59,16 +59,37 @@ class SyntheticClip:
         return (self.background * (1 - mask) + warped * mask).astype(np.uint8)
 
 
+STYLES = ("texture", "object")
+
+
+def _object_scene(rng: np.random.Generator, fh: int, fw: int) -> tuple[np.ndarray, np.ndarray]:
+    """A framed disc in a complementary colour on a muted, smooth background: shaped like the
+    objects that learned trackers were trained on (used by ``siamtrack demo``)."""
+    background = textured_image(rng, fh, fw, cells=40, detail=0.15).astype(np.float32)
+    gray = background.mean(2, keepdims=True)
+    background = gray + 0.4 * (background - gray)
+    colour = rng.uniform(0, 255, size=3)
+    patch = 0.5 * textured_image(rng, 64, 64, cells=16, detail=0.2).astype(np.float32) + 0.5 * colour
+    cv2.circle(patch, (32, 32), 18, tuple(float(255 - c) for c in colour), -1)
+    cv2.rectangle(patch, (4, 4), (59, 59), (20.0, 20.0, 20.0), 3)
+    return (np.clip(background, 0, 255).astype(np.uint8), np.clip(patch, 0, 255).astype(np.uint8))
+
+
 def make_clip(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
               target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
-              seed: int = 0, name: str | None = None) -> SyntheticClip:
+              seed: int = 0, name: str | None = None, style: str = "texture") -> SyntheticClip:
     """The lazily rendered form of :func:`make_sequence` (same arguments, same clip)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown clip style {style!r}; choose from {STYLES}")
     rng = np.random.default_rng(seed)
     fw, fh = frame_size
     background = textured_image(rng, fh, fw, cells=16, detail=0.25)
     patch = textured_image(rng, 64, 64, cells=6, detail=0.5)
     # give the target its own colour cast so it is distinguishable from the background
     patch = np.clip(patch.astype(np.int16) + rng.integers(-60, 60, size=3), 0, 255).astype(np.uint8)
+    if style == "object":
+        # drawn from a second stream, so both styles share the same motion for a given seed
+        background, patch = _object_scene(np.random.default_rng([seed, 1]), fh, fw)
 
     t = np.linspace(0.0, 1.0, num_frames)
     scales = 1.0 + (growth - 1.0) * t
@@ -85,10 +106,13 @@ def make_clip(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
 
 def make_sequence(num_frames: int = 60, frame_size: tuple[int, int] = (320, 240),
                   target_size: tuple[int, int] = (40, 30), growth: float = 1.5,
-                  seed: int = 0, name: str | None = None) -> SyntheticSequence:
+                  seed: int = 0, name: str | None = None, style: str = "texture") -> SyntheticSequence:
     """A patch that follows a smooth random path and grows linearly by ``growth`` over the clip.
 
     ``frame_size`` and ``target_size`` are ``(width, height)``. The same ``seed`` gives the same clip.
+    ``style="texture"``: a colour-cast random texture on busy colour noise (no semantics at all: it
+    tests the loop's geometry with fixed embeddings and adds a hard case to training);
+    ``style="object"``: a framed disc on a muted background.
     """
-    clip = make_clip(num_frames, frame_size, target_size, growth, seed, name)
+    clip = make_clip(num_frames, frame_size, target_size, growth, seed, name, style)
     return SyntheticSequence(clip.name, [clip.frame(k) for k in range(len(clip))], clip.boxes)
