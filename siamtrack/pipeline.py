@@ -78,6 +78,14 @@ def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) 
     return out
 
 
+def check_stages(stages: list[str]) -> list[str]:
+    """``stages`` unchanged, or a ``ValueError`` naming the unknown ones before anything trains."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    return stages
+
+
 class Pipeline:
     """Runs the configured stages; ``results[stage]`` collects each stage's summary row."""
 
@@ -161,10 +169,7 @@ class Pipeline:
         return self.train_stage("teacher", net, net)
 
     def run(self, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        stages = stages or list(self.cfg.stages)
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        stages = check_stages(stages or list(self.cfg.stages))
         for stage in stages:
             t0 = time.time()
             if stage == "teacher":
@@ -231,8 +236,10 @@ class Pipeline:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="experiments/train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import OneLineParser  # the same one-line errors as the siamtrack command
+
+    parser = OneLineParser(prog="train.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file in experiments/")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of each stage")
     parser.add_argument("--stages", help="comma-separated subset of the configured stages")
@@ -246,22 +253,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _fail(exc: BaseException) -> int:
+    from .cli import one_line
+
+    print(f"train.py: error: {one_line(exc)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Bad arguments, configs and unreadable checkpoints (``--resume`` from a damaged ``last.pth``,
+    a missing ``teacher_weights``) end with one ``train.py: error:`` line and exit code 2; other
+    errors keep their traceback, since mid-run they are bugs to debug, not user input."""
     args = parse_args(argv)
     try:
         cfg = load_experiment(args.config, args.overrides)
+        stages = check_stages(args.stages.split(",") if args.stages else list(cfg.stages))
         ships = [s.split("=", 1) for s in args.ship]
         if any(len(s) != 2 for s in ships):
             raise ValueError("--ship takes STAGE=PATH")
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}")
     except (OSError, ValueError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     pipeline = Pipeline(cfg, resume=args.resume, max_steps=args.max_steps,
                         show_progress=not args.no_progress)
-    results = pipeline.run(args.stages.split(",") if args.stages else None)
+    try:
+        results = pipeline.run(stages)
+        if pipeline.env.main:
+            for stage, dest in ships:
+                print(f"shipped {pipeline.ship(stage, dest)}")
+    except CheckpointError as exc:
+        return _fail(exc)
     if pipeline.env.main:
-        for stage, dest in ships:
-            print(f"shipped {pipeline.ship(stage, dest)}")
         print(pipeline.stage_table(args.speed_frames))
         report = pipeline.root / "report.json"
         report.write_text(json.dumps({"experiment": cfg.name, "stages": results}, indent=2, default=str))
