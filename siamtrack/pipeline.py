@@ -107,6 +107,8 @@ class Pipeline:
         final = self.stage_dir(stage) / "final.pth"
         if self.resume and final.exists():
             net, _, meta = load_model(final)
+            if meta.get("stopped_early"):
+                return None  # written after --max-steps: train on from last.pth
             if self.cfg.eval_root and "ao" not in meta.get("metrics", {}):
                 # an earlier run finished training but not its evaluation: evaluate now, keep the weights
                 return self.finish_stage(stage, net, {k: v for k, v in meta.items()
@@ -129,7 +131,10 @@ class Pipeline:
         if self.resume and trainer.resume():
             print(f"[{stage}] resumed at epoch {trainer.epoch}, step {trainer.step_in_epoch}", flush=True)
         trainer.fit(max_steps=self.max_steps)
-        return net, trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+        meta = trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+        if trainer.epoch < train_cfg.epochs:  # --max-steps stopped it: --resume must not skip the stage
+            meta["stopped_early"] = True
+        return net, meta
 
     def train_stage(self, stage: str, model: torch.nn.Module, net: SiamNet, loss_fn=None,
                     train_cfg: TrainConfig | None = None, extra_meta: Mapping[str, Any] | None = None) -> SiamNet:
@@ -250,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed-frames", type=int, default=50,
                         help="frames timed per stage for the final table (0: skip timing)")
     parser.add_argument("overrides", nargs="*", help="config overrides: train.lr=0.005 data.pairs_per_epoch=500")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after options
 
 
 def _fail(exc: BaseException) -> int:
@@ -264,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     """Bad arguments, configs and unreadable checkpoints (``--resume`` from a damaged ``last.pth``,
     a missing ``teacher_weights``) end with one ``train.py: error:`` line and exit code 2; other
     errors keep their traceback, since mid-run they are bugs to debug, not user input."""
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 0
     try:
         cfg = load_experiment(args.config, args.overrides)
         stages = check_stages(args.stages.split(",") if args.stages else list(cfg.stages))
