@@ -49,6 +49,19 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_save` left next to ``path``.
+
+    A SIGKILL during a save leaves ``.<name>.*.tmp`` behind (``path`` itself is intact); over hours
+    of preemptions they would fill the disk. Call it only while nothing else writes ``path``.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def plain_data(value: Any) -> Any:
     """``value`` with every leaf turned into a builtin type or a tensor, so ``weights_only`` loading
     accepts it (``torch.__version__`` is a ``str`` subclass that would otherwise make the file unloadable)."""

@@ -32,11 +32,16 @@ _PLUGINS = ["siamtrack.evaluation.cli"]
 BoxRow = tuple[float, float, float, float, float]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (``siamtrack: error: ...``) instead of usage + message."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``<program>: error: ...``, exit 2) instead of usage + message.
+
+    Shared by every siamtrack command line (``siamtrack``, ``experiments/train.py``), so a script
+    driving them can rely on one stderr line per failure.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"siamtrack: error: {message} (see '{self.prog} --help')\n")
+        program = self.prog.split()[0]  # sub-parsers are named "siamtrack track"
+        self.exit(2, f"{program}: error: {message} (see '{self.prog} --help')\n")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -248,9 +253,9 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, plugin sub-commands included."""
-    parser = _Parser(prog="siamtrack", description="SiamFC single-object tracking.")
+    parser = OneLineParser(prog="siamtrack", description="SiamFC single-object tracking.")
     parser.add_argument("--version", action="version", version=f"siamtrack {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
 
     p = sub.add_parser("track", help="track one object through a video, image folder or camera",
@@ -298,7 +303,8 @@ def _add_plugins(subparsers: Any) -> None:
             hook(subparsers)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -316,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("siamtrack: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:  # FileNotFoundError is an OSError; CheckpointError a ValueError
-        print(f"siamtrack: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"siamtrack: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

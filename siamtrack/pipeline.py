@@ -78,6 +78,14 @@ def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) 
     return out
 
 
+def check_stages(stages: list[str]) -> list[str]:
+    """``stages`` unchanged, or a ``ValueError`` naming the unknown ones before anything trains."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    return stages
+
+
 class Pipeline:
     """Runs the configured stages; ``results[stage]`` collects each stage's summary row."""
 
@@ -99,6 +107,8 @@ class Pipeline:
         final = self.stage_dir(stage) / "final.pth"
         if self.resume and final.exists():
             net, _, meta = load_model(final)
+            if meta.get("stopped_early"):
+                return None  # written after --max-steps: train on from last.pth
             if self.cfg.eval_root and "ao" not in meta.get("metrics", {}):
                 # an earlier run finished training but not its evaluation: evaluate now, keep the weights
                 return self.finish_stage(stage, net, {k: v for k, v in meta.items()
@@ -121,7 +131,10 @@ class Pipeline:
         if self.resume and trainer.resume():
             print(f"[{stage}] resumed at epoch {trainer.epoch}, step {trainer.step_in_epoch}", flush=True)
         trainer.fit(max_steps=self.max_steps)
-        return net, trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+        meta = trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+        if trainer.epoch < train_cfg.epochs:  # --max-steps stopped it: --resume must not skip the stage
+            meta["stopped_early"] = True
+        return net, meta
 
     def train_stage(self, stage: str, model: torch.nn.Module, net: SiamNet, loss_fn=None,
                     train_cfg: TrainConfig | None = None, extra_meta: Mapping[str, Any] | None = None) -> SiamNet:
@@ -161,10 +174,7 @@ class Pipeline:
         return self.train_stage("teacher", net, net)
 
     def run(self, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        stages = stages or list(self.cfg.stages)
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        stages = check_stages(stages or list(self.cfg.stages))
         for stage in stages:
             t0 = time.time()
             if stage == "teacher":
@@ -231,8 +241,10 @@ class Pipeline:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="experiments/train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import OneLineParser  # the same one-line errors as the siamtrack command
+
+    parser = OneLineParser(prog="train.py", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file in experiments/")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of each stage")
     parser.add_argument("--stages", help="comma-separated subset of the configured stages")
@@ -243,25 +255,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed-frames", type=int, default=50,
                         help="frames timed per stage for the final table (0: skip timing)")
     parser.add_argument("overrides", nargs="*", help="config overrides: train.lr=0.005 data.pairs_per_epoch=500")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after options
+
+
+def _fail(exc: BaseException) -> int:
+    from .cli import one_line
+
+    print(f"train.py: error: {one_line(exc)}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Bad arguments, configs and unreadable checkpoints (``--resume`` from a damaged ``last.pth``,
+    a missing ``teacher_weights``) end with one ``train.py: error:`` line and exit code 2; other
+    errors keep their traceback, since mid-run they are bugs to debug, not user input."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 0
     try:
         cfg = load_experiment(args.config, args.overrides)
+        stages = check_stages(args.stages.split(",") if args.stages else list(cfg.stages))
         ships = [s.split("=", 1) for s in args.ship]
         if any(len(s) != 2 for s in ships):
             raise ValueError("--ship takes STAGE=PATH")
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}")
     except (OSError, ValueError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     pipeline = Pipeline(cfg, resume=args.resume, max_steps=args.max_steps,
                         show_progress=not args.no_progress)
-    results = pipeline.run(args.stages.split(",") if args.stages else None)
+    try:
+        results = pipeline.run(stages)
+        if pipeline.env.main:
+            for stage, dest in ships:
+                print(f"shipped {pipeline.ship(stage, dest)}")
+    except CheckpointError as exc:
+        return _fail(exc)
     if pipeline.env.main:
-        for stage, dest in ships:
-            print(f"shipped {pipeline.ship(stage, dest)}")
         print(pipeline.stage_table(args.speed_frames))
         report = pipeline.root / "report.json"
         report.write_text(json.dumps({"experiment": cfg.name, "stages": results}, indent=2, default=str))

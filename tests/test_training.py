@@ -1,7 +1,9 @@
-"""Loss, resumable trainer (stop/kill and resume reach the same weights) and a 2-process DDP run."""
+"""Loss, resumable trainer (stop/kill and resume reach the same weights), train.py's one-line errors
+and a 2-process DDP run."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from siamtrack import pipeline
 from siamtrack.checkpoint import read_checkpoint
 from siamtrack.training.losses import balanced_logistic_loss, logistic_labels
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "experiments" / "train.py"), "--config",
-         str(REPO / "experiments" / "tiny.yaml"), "--no-progress"]
+         str(REPO / "experiments" / "tiny.yaml"), "--no-progress", "--speed-frames", "0"]
 
 
 def test_labels_positive_disc_and_balanced_weights():
@@ -72,21 +75,67 @@ def test_stop_mid_epoch_then_resume_matches_uninterrupted(tmp_path, uninterrupte
     _assert_same(_weights(tmp_path / "tiny" / "teacher" / "final.pth"), uninterrupted)
 
 
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
+def _saved_at(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def test_repeated_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
+    """SIGKILL three times, each a random 0-1.5 s after the (re)started run saved its first
+    checkpoint, so kills land anywhere in a step or inside a save. After every kill the latest
+    checkpoint loads and progress never goes back; a last --resume reaches the same weights."""
+    rng = random.Random(5)
     last = tmp_path / "tiny" / "teacher" / "last.pth"
-    proc = subprocess.Popen(TRAIN + [f"out_dir={tmp_path}", "train.checkpoint_every_s=0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    deadline = time.time() + 180
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), "no checkpoint was written before the kill"
-    read_checkpoint(last)                       # the latest checkpoint always loads
+    steps = []
+    for attempt in range(3):
+        before = _saved_at(last)
+        proc = subprocess.Popen(TRAIN + [f"out_dir={tmp_path}", "train.checkpoint_every_s=0"]
+                                + (["--resume"] if attempt else []),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        deadline = time.time() + 180
+        while _saved_at(last) == before and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, f"kill {attempt + 1} came after the run ended"
+        steps.append(read_checkpoint(last)["training"]["global_step"])  # the latest always loads
+    assert steps == sorted(steps) and steps[0] >= 1, steps
     resumed = _train(tmp_path, "--resume", "train.checkpoint_every_s=0")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same(_weights(tmp_path / "tiny" / "teacher" / "final.pth"), uninterrupted)
+    assert not list(last.parent.glob(".last.pth.*.tmp"))  # partial saves were cleaned up
+
+
+TINY = str(REPO / "experiments" / "tiny.yaml")
+
+
+def _bad_train_args(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    return {
+        "no --config": ([], "the following arguments are required: --config"),
+        "unknown option": (["--config", TINY, "--bogus"], "unrecognized arguments: --bogus"),
+        "--max-steps not a number": (["--config", TINY, "--max-steps", "ten"], "invalid int value: 'ten'"),
+        "--max-steps 0": (["--config", TINY, "--max-steps", "0"], "--max-steps must be at least 1"),
+        "missing config": (["--config", str(tmp / "nope.yaml")], "nope.yaml"),
+        "unknown override key": (["--config", TINY, "train.nope=1"], "nope"),
+        "unknown stage": (["--config", TINY, "--stages", "teacher,polish"], "unknown stage(s) ['polish']"),
+        "--ship without =": (["--config", TINY, "--ship", "teacher"], "--ship takes STAGE=PATH"),
+        "missing teacher_weights": (["--config", TINY, f"out_dir={tmp}", f"teacher_weights={tmp / 'no.pth'}"],
+                                    f"weights file not found: {tmp / 'no.pth'}"),
+        "corrupt last.pth on --resume": (["--config", TINY, f"out_dir={tmp}", "--resume", "--no-progress"],
+                                         f"{tmp / 'tiny' / 'teacher' / 'last.pth'}: corrupt or truncated"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_train_args(Path("/x"))))
+def test_train_bad_input_is_one_line_and_exit_code_2(case, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may land in the default ./runs, whatever happens
+    argv, message = _bad_train_args(tmp_path)[case]
+    (tmp_path / "tiny" / "teacher").mkdir(parents=True)
+    (tmp_path / "tiny" / "teacher" / "last.pth").write_bytes(b"PK\x03\x04 cut short by a full disk")
+    rc = pipeline.main(argv)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("train.py: error:") and message in err[0], err[0]
 
 
 def test_two_process_ddp_run(tmp_path):

@@ -126,14 +126,16 @@ def run_speed(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point with the same error handling as ``siamtrack``'s."""
-    parser = argparse.ArgumentParser(prog="siamtrack")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ..cli import OneLineParser, one_line  # the main command's parser and error format
+
+    parser = OneLineParser(prog="siamtrack")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_subcommands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"siamtrack: error: {str(exc).splitlines()[0] if str(exc) else exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"siamtrack: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

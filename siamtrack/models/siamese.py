@@ -98,6 +98,9 @@ def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255
     if not isinstance(spec, dict) or "backbone" not in spec:
         raise ValueError("architecture spec must be a dict with a 'backbone' layer list")
     layers = spec["backbone"]
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise ValueError(f"architecture spec 'backbone' must be a list of layer dicts, "
+                         f"got {type(layers).__name__}")
     stride = 1
     for layer in layers:
         stride *= int(layer.get("s", 1))

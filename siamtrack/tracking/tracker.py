@@ -101,18 +101,29 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
         raise ValueError(f"expected an RGB image of shape (H, W, 3) (or grayscale (H, W)), "
                          f"got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
+        raise ValueError(f"empty image of shape {image.shape}; expected at least 1x1 pixels")
     return np.ascontiguousarray(image)
 
 
+def _brief(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters, so an error message stays one readable line."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def validate_box(box: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray:
-    """``[x, y, w, h]`` as float64 after checking it is finite, positive-sized and overlaps the frame."""
+    """``[x, y, w, h]`` as float64 after checking it is finite, positive-sized and overlaps the frame.
+
+    Only a flat 4-vector or a single ``(1, 4)`` row is accepted: a ``(2, 2)`` array is more likely
+    corners ``[[x1, y1], [x2, y2]]`` than ``[x, y, w, h]``, and guessing would track the wrong box.
+    """
     try:
-        arr = np.asarray(box, dtype=np.float64).reshape(-1)
+        arr = np.asarray(box, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {box!r}") from exc
-    if arr.size != 4:
-        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {arr.size} values")
+        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {_brief(box)}") from exc
+    if arr.shape not in ((4,), (1, 4)):
+        raise ValueError(f"box must be 4 numbers [x, y, w, h], got {_brief(box)} (shape {arr.shape})")
+    arr = arr.reshape(4)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"box must be finite, got {arr.tolist()}")
     x, y, w, h = arr
@@ -120,7 +131,8 @@ def validate_box(box: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray
         raise ValueError(f"box width and height must be positive, got w={w:g}, h={h:g}")
     height, width = int(frame_shape[0]), int(frame_shape[1])
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise ValueError(f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} frame")
+        raise ValueError(f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the {width}x{height} frame; "
+                         f"it must overlap the frame (0 <= x + w, x < width, likewise for y)")
     return arr
 
 
@@ -130,11 +142,27 @@ class SiamFCTracker(Tracker):
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
     ``self.score``, a confidence in [0, 1] (sigmoid of the chosen scale's raw peak logit).
 
-    Invariants, whatever the network outputs: the box is finite, its centre stays inside the frame
-    and ``w, h`` stay in ``[1, frame width]`` / ``[1, frame height]`` (clamped after every update), so a
-    lost target never turns into NaN or a zero-size box. Frames may change size between calls
-    (the state is in absolute pixels and is clamped into the current frame); the border colour
-    stays the mean colour of the first frame.
+    Invariants, whatever the network outputs or the inputs were: the box is finite, its centre
+    stays inside the frame (``0 <= cx <= W``, ``0 <= cy <= H``, so at least half of it overlaps the
+    frame) and ``w, h`` stay in ``[1, W]`` / ``[1, H]`` (clamped after every update), so a lost target
+    never turns into NaN or a zero-size box. ``score`` is always in ``[0, 1]`` (0 when the network
+    gives non-finite logits).
+
+    Inputs that are handled (on purpose, not by accident):
+
+    * frames of another size than at ``init``: the state is in absolute pixels and is clamped into
+      each new frame (the search-crop border keeps the first frame's mean colour);
+    * grayscale ``(H, W)`` / ``(H, W, 1)`` arrays and PIL images (converted to RGB);
+    * a box partly outside the frame, or larger than it: its size is clamped to the frame and its
+      centre into the frame at ``init``;
+    * a 1-pixel box (sizes never go below 1 pixel) and a whole-frame box;
+    * a 1x1 frame.
+
+    Inputs that raise ``ValueError`` saying what was wrong and what is expected: a dtype other than
+    ``uint8`` (float, uint16, bool, ...), a channel count other than 1 or 3, an array that is not 2-
+    or 3-D, an empty array, something that is not an array or PIL image, a box that is not 4
+    numbers, has NaN or infinite values or non-positive ``w`` / ``h``, a box with no overlap with
+    the frame, and ``update`` before ``init``.
     """
 
     def __init__(self, net: torch.nn.Module, config: TrackerConfig | None = None,

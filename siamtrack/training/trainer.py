@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ..checkpoint import CheckpointError, atomic_save, make_checkpoint, read_checkpoint
+from ..checkpoint import (CheckpointError, atomic_save, make_checkpoint, read_checkpoint,
+                          remove_stale_temporaries)
 from ..config import TrackerConfig, TrainConfig
 from ..models import SiamNet
 from .losses import balanced_logistic_loss
@@ -198,6 +199,8 @@ class Trainer:
         """Train until ``epochs`` (default ``cfg.epochs``) are done; ``max_steps`` stops early (tests)."""
         epochs = self.cfg.epochs if epochs is None else epochs
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.env.main:
+            remove_stale_temporaries(self.last_path)  # left by a run killed mid-save
         log_path = self.run_dir / "log.jsonl"
         steps_done = 0
         last_ckpt = time.time()
