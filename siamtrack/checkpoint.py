@@ -12,6 +12,7 @@ leaves a half-written checkpoint behind.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -47,6 +48,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content: what result caches and exports are keyed on."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def plain_data(value: Any) -> Any:
