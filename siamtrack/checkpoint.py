@@ -12,6 +12,7 @@ leaves a half-written checkpoint behind.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -60,6 +61,15 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content: what result caches and exports are keyed on."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def plain_data(value: Any) -> Any:

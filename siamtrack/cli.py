@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__
 
 #: Modules that may contribute sub-commands through ``add_subcommands(subparsers)``.
-_PLUGINS = ["siamtrack.evaluation.cli"]
+_PLUGINS = ["siamtrack.evaluation.cli", "siamtrack.deploy.cli"]
 
 BoxRow = tuple[float, float, float, float, float]
 
@@ -92,19 +92,21 @@ def select_box(frame_rgb: np.ndarray) -> list[float]:
     return [float(x), float(y), float(w), float(h)]
 
 
-def load_tracker(weights: str | None, device: str | None) -> Any:
-    """Tracker from ``weights`` or, when not given, the shipped student, else the shipped teacher."""
+def load_tracker(weights: str | None, device: str | None, backend: str | None = None) -> Any:
+    """Tracker from ``weights`` or, when not given, the shipped student, else the shipped teacher,
+    run by ``backend`` (default: torch, or what a ``@onnx`` / ``@int8`` suffix on ``weights`` says)."""
     from .checkpoint import CheckpointError
     from .tracking.tracker import PRETRAINED, SiamFCTracker, resolve_weights, weights_search_dirs
 
     if weights:
-        return SiamFCTracker.from_pretrained(weights, device=device)
+        return SiamFCTracker.from_pretrained(weights, device=device, backend=backend)
     for name in ("student", "teacher"):
         try:
             resolve_weights(name)
         except CheckpointError:
             continue
-        return SiamFCTracker.from_pretrained(name, device=device)  # corrupt files raise, no fallback
+        # corrupt files raise, no fallback
+        return SiamFCTracker.from_pretrained(name, device=device, backend=backend)
     dirs = ", ".join(str(d) for d in weights_search_dirs())
     raise CheckpointError(
         f"no trained weights are shipped yet ({' / '.join(PRETRAINED.values())} not found in {dirs}); "
@@ -195,7 +197,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
     with open_source(args.source) as source:
-        tracker = load_tracker(args.weights, args.device)
+        tracker = load_tracker(args.weights, args.device, args.backend)
         frames = iter(source)
         first = next(frames, None)
         if first is None:
@@ -227,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     quiet_opencv_logs()
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
-    tracker = load_tracker(args.weights, args.device)
+    tracker = load_tracker(args.weights, args.device, args.backend)
     seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo", style="object")
     out_dir = Path(args.output)
     video_path, boxes_path = out_dir / "demo_tracked.mp4", out_dir / "demo_boxes.txt"
@@ -244,11 +246,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_weights_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, metavar="teacher|student|PATH",
-                   help="shipped weights by name or a checkpoint file (default: student, else teacher; "
-                        "named weights are looked up in $SIAMTRACK_WEIGHTS, the repo's weights/, ./weights)")
+    p.add_argument("--weights", default=None, metavar="teacher|student|PATH[@onnx|@int8]",
+                   help="shipped weights by name, a checkpoint file or a folder written by `siamtrack "
+                        "export` (default: student, else teacher; named weights are looked up in "
+                        "$SIAMTRACK_WEIGHTS, the repo's weights/, ./weights); a @onnx / @int8 suffix "
+                        "runs the fp32 / int8 ONNX graphs on onnxruntime")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
-                   help="where the network runs (default: cuda when available)")
+                   help="where the network runs (default: cuda when available; onnxruntime: cpu)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="what runs the network (default: torch; onnxruntime needs the deploy extra, "
+                        "pip install -e '.[deploy]')")
 
 
 def build_parser() -> argparse.ArgumentParser:

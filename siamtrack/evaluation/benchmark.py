@@ -14,7 +14,6 @@ requested.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -26,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..checkpoint import sha256_file
 from . import plots
 from .baselines import (BASELINE_FILES, BASELINE_NAMES, BaselineUnavailable, baseline_status,
                         make_baseline, opencv_errors_only)
@@ -43,20 +43,13 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class TrackerSpec:
     """What to build in a worker: plain strings, so it pickles (a live tracker does not travel).
 
-    ``kind`` is ``"siamfc"`` (``source`` = resolved checkpoint path) or ``"opencv"`` (``source`` =
-    baseline key, ``files`` = its ONNX model files as ``(option, path)`` pairs).
+    ``kind`` is ``"siamfc"`` (``source`` = resolved checkpoint path, or for ``backend`` onnxruntime
+    the exported folder) or ``"opencv"`` (``source`` = baseline key, ``files`` = its ONNX model files
+    as ``(option, path)`` pairs).
     """
 
     name: str
@@ -64,21 +57,37 @@ class TrackerSpec:
     source: str
     files: tuple[tuple[str, str], ...] = ()
     device: str | None = None
+    backend: str = "torch"
+    precision: str = "fp32"
 
     def build(self) -> Any:
         """A fresh got10k tracker."""
         if self.kind == "siamfc":
             from ..tracking.tracker import SiamFCTracker
 
-            return SiamFCTracker.from_pretrained(self.source, device=self.device, name=self.name)
+            return SiamFCTracker.from_pretrained(self.source, device=self.device, name=self.name,
+                                                 backend=self.backend, precision=self.precision)
         if self.kind == "opencv":
             return make_baseline(self.source, dict(self.files), name=self.name)
         raise ValueError(f"unknown tracker kind {self.kind!r}")
 
+    def model_files(self) -> list[Path]:
+        """The files the tracker runs: the checkpoint, or the exported graphs of its precision."""
+        if self.backend == "torch":
+            return [Path(self.source)]
+        from ..tracking.engines import read_manifest
+
+        models = read_manifest(self.source)["models"][self.precision]
+        return [Path(self.source) / models["exemplar"], Path(self.source) / models["search"]]
+
     def fingerprint(self) -> dict[str, Any]:
         """What the results depend on; compared before results are reused."""
-        if self.kind == "siamfc":
+        if self.kind == "siamfc" and self.backend == "torch":
             return {"kind": self.kind, "weights_sha256": sha256_file(self.source), "weights": self.source}
+        if self.kind == "siamfc":
+            return {"kind": self.kind, "backend": self.backend, "precision": self.precision,
+                    "files_sha256": {p.name: sha256_file(p) for p in self.model_files()},
+                    "weights": self.source}
         import cv2
 
         return {"kind": self.kind, "baseline": self.source, "opencv": cv2.__version__,
@@ -90,14 +99,28 @@ _IGNORED_IN_FINGERPRINT = ("weights", "files")  # paths may move; the content ha
 
 
 def learned_spec(text: str, device: str | None = None) -> TrackerSpec:
-    """``teacher`` / ``student`` / a checkpoint path -> spec (raises ``CheckpointError`` if missing)."""
-    from ..checkpoint import read_checkpoint
-    from ..tracking.tracker import PRETRAINED, resolve_weights
+    """``teacher`` / ``student`` / a checkpoint path / an exported folder, each optionally with a
+    ``@onnx`` / ``@int8`` / ``@torch`` suffix -> spec (raises ``CheckpointError`` if missing).
 
-    path = resolve_weights(text)
-    read_checkpoint(path)  # a corrupt file fails now, not in a worker halfway through the run
-    name = f"SiamFC-{text}" if text in PRETRAINED else f"SiamFC-{path.stem}"
-    return TrackerSpec(name=name, kind="siamfc", source=str(path.resolve()), device=device)
+    A checkpoint asked for on onnxruntime is exported (and, for int8, calibrated) here, once and
+    cached, so worker processes only load the graphs.
+    """
+    from ..checkpoint import read_checkpoint
+    from ..tracking.engines import load_exported
+    from ..tracking.tracker import is_export_folder, resolve_variant, variant_name
+
+    path, backend, precision = resolve_variant(text)
+    folder = path
+    if backend == "torch":
+        read_checkpoint(path)  # a corrupt file fails now, not in a worker halfway through the run
+    else:
+        if not is_export_folder(path):
+            from ..deploy.artifacts import cached_export
+
+            folder = cached_export(path, precision)
+        load_exported(folder, precision)  # missing graphs or onnxruntime fail now, with the fix
+    return TrackerSpec(name=variant_name(text, path, backend, precision), kind="siamfc",
+                       source=str(folder.resolve()), device=device, backend=backend, precision=precision)
 
 
 def baseline_spec(key: str, files: Mapping[str, str | None]) -> TrackerSpec:

@@ -19,12 +19,15 @@ BENCHMARK_EXAMPLES = """examples:
       --nano-backbone ../shared/models/nanotrackv2_backbone_sim.onnx \\
       --nano-head ../shared/models/nanotrackv2_head_sim.onnx --vit-model ../shared/models/vitTracker.onnx
   siamtrack benchmark --dataset got10k --root GOT10K --subset test --trackers student   # submission zip
+  siamtrack benchmark --dataset got10k --root ../shared/data/got10k --subset val \
+      --trackers student,student@onnx,student@int8
   siamtrack benchmark --dataset otb --root OTB100 --version 2015 --trackers student --sequences Boy,Car4
   siamtrack benchmark --dataset folder --root my_sequences --trackers runs/x/best.pth --workers 2
 """
 
 SPEED_EXAMPLES = """examples:
   siamtrack speed --weights teacher,student --threads 1,2 --frames 200 --json speed.json
+  siamtrack speed --weights student,student@onnx,student@int8 --threads 2 --frames 200
 """
 
 
@@ -56,7 +59,9 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--version", type=_version, default=2015, metavar="YEAR", help="OTB version: 2013 or 2015 (default 2015)")
     p.add_argument("--sequences", type=_csv, default=None, metavar="A,B,...", help="comma-separated subset of sequences")
     p.add_argument("--trackers", type=_csv, default=[], metavar="A,B,...",
-                   help="comma-separated learned trackers: teacher, student or checkpoint paths")
+                   help="comma-separated learned trackers: teacher, student, checkpoint paths or export "
+                        "folders; a @onnx / @int8 suffix runs the fp32 / int8 ONNX graphs on onnxruntime "
+                        "(e.g. student,student@onnx,student@int8)")
     p.add_argument("--baselines", type=_csv, default=[], metavar="A,B,...",
                    help=f"comma-separated OpenCV baselines: {','.join(BASELINE_NAMES)} (unavailable ones "
                         f"are reported as skipped)")
@@ -82,12 +87,15 @@ def add_speed_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "(interleaved, so ratios hold on a noisy machine) and count MACs per frame.",
         epilog=SPEED_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=_csv, required=True, metavar="A,B,...",
-                   help="comma-separated models: teacher, student or checkpoint paths")
+                   help="comma-separated models: teacher, student, checkpoint paths or export folders, "
+                        "each optionally with @onnx / @int8 (onnxruntime fp32 / int8)")
     p.add_argument("--threads", type=_int_csv, default=[1], metavar="N,M,...", help="comma-separated thread counts (default 1)")
     p.add_argument("--frames", type=int, default=100, metavar="N", help="timed frames per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames first (default 10)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="torch device (default cpu)")
     p.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="write the results as JSON here")
+    p.add_argument("--accuracy", default=None, metavar="BENCHMARK.json",
+                   help="add AO and SR0.5 columns from a `siamtrack benchmark` JSON (matched by tracker name)")
     p.set_defaults(func=run_speed)
     return p
 
@@ -120,7 +128,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from .speed import SpeedOptions, run
 
     run(SpeedOptions(weights=args.weights, threads=args.threads, frames=args.frames, warmup=args.warmup,
-                     json_path=args.json_path, device=args.device))
+                     json_path=args.json_path, device=args.device, accuracy_json=args.accuracy))
     return 0
 
 

@@ -77,13 +77,15 @@ def speed_markdown(models: Mapping[str, Mapping[str, Any]]) -> str:
     """Speed table: ms (median, p90), fps, MACs, parameters, bytes, threads."""
     from ..models.profile import format_macs
 
+    accuracy = any("ao" in m for m in models.values())
     rows = []
     for name, m in models.items():
-        rows.append([name, str(m["threads"]), fmt(m["ms"], 2), fmt(m["p90_ms"], 2), fmt(m["fps"], 1),
+        rows.append([name, m.get("engine", "torch fp32"), str(m["threads"]), fmt(m["ms"], 2), fmt(m["p90_ms"], 2), fmt(m["fps"], 1),
                      format_macs(m["macs"]), format_macs(m.get("exemplar_macs", 0)),
-                     f"{m['params'] / 1e6:.3f} M", f"{m['bytes'] / 2**20:.2f} MiB"])
-    return markdown_table(["model", "threads", "ms (median)", "ms (p90)", "fps", "MACs/frame",
-                           "exemplar MACs", "params", "size"], rows)
+                     f"{m['params'] / 1e6:.3f} M", f"{m['bytes'] / 2**20:.2f} MiB"]
+                    + ([fmt(m.get("ao")), fmt(m.get("sr50"))] if accuracy else []))
+    return markdown_table(["model", "engine", "threads", "ms (median)", "ms (p90)", "fps", "MACs/frame",
+                           "exemplar MACs", "params", "size"] + (["AO", "SR0.5"] if accuracy else []), rows)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:

@@ -34,6 +34,7 @@ class SpeedOptions:
     json_path: str | None = None
     device: str | None = "cpu"
     frame_size: tuple[int, int] = (640, 360)
+    accuracy_json: str | None = None   # a benchmark JSON whose AO joins the table, matched by name
 
 
 def _frames(n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -44,15 +45,48 @@ def _frames(n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray
     return seq.frames, seq.boxes[0]
 
 
+def _static(spec: Any, tracker: Any) -> dict[str, Any]:
+    """MACs, parameters and file size: counted on the torch net, or read from the export's JSON
+    (an exported folder has no torch net; the counts were taken at export)."""
+    from ..models import count_parameters
+    from ..tracking.engines import read_manifest
+
+    cfg = tracker.cfg
+    if tracker.net is not None:
+        macs = count_macs(tracker.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num)
+        counts = {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
+                  "params": count_parameters(tracker.net)}
+    else:
+        stats = read_manifest(spec.source)["stats"]
+        counts = {k: stats[k] for k in ("macs", "exemplar_macs", "params")}
+    return {**counts, "bytes": sum(os.path.getsize(p) for p in spec.model_files()),
+            "scale_num": cfg.scale_num, "path": spec.source,
+            "engine": f"{spec.backend} {spec.precision}"}
+
+
+def _add_accuracy(results: dict[str, Any], path: str, log: Log) -> None:
+    """AO / SR0.5 from ``siamtrack benchmark``'s JSON, so one table has speed and accuracy."""
+    import json
+
+    try:
+        benchmark = json.loads(Path(path).read_text(encoding="utf-8"))
+        scored, dataset = benchmark["trackers"], benchmark.get("dataset")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--accuracy {path}: not a benchmark JSON ({exc})".splitlines()[0]) from exc
+    for entry in results.values():
+        metrics = scored.get(entry["model"])
+        if metrics is None:
+            log(f"{entry['model']}: not in {path}; no AO in the table")
+            continue
+        entry.update(ao=metrics.get("ao"), sr50=metrics.get("sr50"), accuracy_dataset=dataset)
+
+
 def run(opts: SpeedOptions, log: Log = print) -> dict[str, Any]:
     """Measure every model under every thread count; returns ``{"models": {key: {...}}}``.
 
     ``key`` is the tracker name when one thread count is given, ``name@Nt`` otherwise.
     """
     import torch
-
-    from ..models import count_parameters
-    from ..tracking.tracker import SiamFCTracker
 
     if not opts.weights:
         raise ValueError("pass --weights teacher,student or checkpoint paths")
@@ -64,14 +98,8 @@ def run(opts: SpeedOptions, log: Log = print) -> dict[str, Any]:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two models share a name; rename one of the checkpoint files")
-    trackers = [SiamFCTracker.from_pretrained(s.source, device=opts.device, name=s.name) for s in specs]
-    static = {}
-    for spec, tr in zip(specs, trackers):
-        cfg = tr.cfg
-        macs = count_macs(tr.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num)
-        static[spec.name] = {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-                             "params": count_parameters(tr.net), "bytes": os.path.getsize(spec.source),
-                             "scale_num": cfg.scale_num, "path": spec.source}
+    trackers = [spec.build() for spec in specs]
+    static = {spec.name: _static(spec, tr) for spec, tr in zip(specs, trackers)}
 
     frames, box0 = _frames(min(60, opts.frames + opts.warmup + 1), opts.frame_size)
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))  # ping-pong playback
@@ -106,6 +134,8 @@ def run(opts: SpeedOptions, log: Log = print) -> dict[str, Any]:
     finally:
         _set_threads(previous)
 
+    if opts.accuracy_json:
+        _add_accuracy(results, opts.accuracy_json, log)
     out = {"models": results, "frame_size": list(opts.frame_size), "device": str(trackers[0].device),
            "warmup": opts.warmup}
     log(speed_markdown(results))

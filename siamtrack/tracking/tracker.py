@@ -6,6 +6,9 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► backbone + xcorr with the cached exemplar embedding ─► (S, 17, 17) maps to the host
           ─► bicubic upsample (cv2), scale penalty, best scale, normalise, cosine window ─► peak ─► new centre and size
 
+The network runs in an engine (:mod:`.engines`): PyTorch eager (``backend="torch"``) or ONNX Runtime
+(``backend="onnxruntime"``), the loop around it is the same.
+
 The class subclasses :class:`got10k.trackers.Tracker`, so ``tracker.track(img_files, box)`` and the
 got10k experiments work unchanged. Boxes are ``[x, y, w, h]`` float pixels (0-based, continuous) and
 images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays or PIL images, as everywhere in siamtrack.
@@ -22,12 +25,16 @@ import numpy as np
 import torch
 from got10k.trackers import Tracker
 
-from ..config import TrackerConfig
-from ..models.inference import inference_copy
+from ..config import TrackerConfig, from_dict
+from .engines import (BACKENDS, MANIFEST, PRECISIONS, Engine, OrtEngine, TorchEngine, load_exported,
+                      require_deploy)
 from .geometry import context_size, crop_square, hann_window
 
 #: Names accepted by :meth:`SiamFCTracker.from_pretrained` and the files they resolve to.
 PRETRAINED = {"teacher": "siamfc_teacher.pth", "student": "siamfc_student.pth"}
+
+#: ``WEIGHTS@VARIANT`` suffixes: the engine and precision a weights string asks for.
+VARIANTS = {"torch": ("torch", "fp32"), "onnx": ("onnxruntime", "fp32"), "int8": ("onnxruntime", "int8")}
 
 
 def weights_search_dirs() -> list[Path]:
@@ -48,8 +55,38 @@ def weights_search_dirs() -> list[Path]:
     return unique
 
 
+def parse_weights(text: str | os.PathLike[str]) -> tuple[str, str | None, str | None]:
+    """``"student@int8"`` -> ``("student", "onnxruntime", "int8")``; no suffix -> ``(text, None, None)``.
+
+    The suffix (``@torch``, ``@onnx``, ``@int8``) lets one string name a model and how it runs, so
+    ``--weights``, ``siamtrack speed --weights`` and ``siamtrack benchmark --trackers`` take variants
+    without options of their own. Only a known suffix is split off (paths may contain ``@``).
+    """
+    key = str(text)
+    source, sep, variant = key.rpartition("@")
+    if sep and source and variant in VARIANTS:
+        return (source, *VARIANTS[variant])
+    return key, None, None
+
+
+def variant_name(text: str | os.PathLike[str], path: Path, backend: str, precision: str) -> str:
+    """Display / results-folder name: ``SiamFC-student``, ``SiamFC-student-onnx``, ``SiamFC-student-int8``
+    (an export folder ``deploy/student``: ``SiamFC-student``, ``SiamFC-student-int8``)."""
+    source = parse_weights(text)[0]
+    base = f"SiamFC-{source}" if source in PRETRAINED else f"SiamFC-{path.stem if path.is_file() else path.name}"
+    if precision == "int8":
+        return base + "-int8"
+    # an export folder's name already says what it is
+    return base + "-onnx" if backend != "torch" and path.is_file() else base
+
+
+def is_export_folder(path: Path) -> bool:
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
 def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
-    """Path of named weights (``teacher`` / ``student``) or of an explicit file.
+    """Path of named weights (``teacher`` / ``student``), of an explicit file or of an exported
+    ONNX folder (one holding ``siamtrack.json``).
 
     Raises :class:`~siamtrack.checkpoint.CheckpointError` (a ``ValueError``) saying what to do when
     nothing is found, because a missing weights file is the first thing a new user meets.
@@ -68,10 +105,32 @@ def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
             f"`python experiments/train.py --config experiments/{key}.yaml`, set SIAMTRACK_WEIGHTS "
             f"to a folder holding {PRETRAINED[key]}, or pass a checkpoint path")
     path = Path(key).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path} (pass 'teacher', 'student' or the "
-                              f"path of a .pth checkpoint written by siamtrack)")
+    if not (path.is_file() or is_export_folder(path)):
+        raise CheckpointError(f"weights file not found: {path} (pass 'teacher', 'student', the "
+                              f"path of a .pth checkpoint written by siamtrack or a folder written "
+                              f"by `siamtrack export`)")
     return path
+
+
+def resolve_variant(text: str | os.PathLike[str], backend: str | None = None,
+                    precision: str | None = None) -> tuple[Path, str, str]:
+    """``(weights path or exported folder, backend, precision)`` for a weights string.
+
+    ``backend`` / ``precision`` win over the string's suffix; without either, exported folders and
+    int8 run on onnxruntime, checkpoints on torch. Impossible pairs are a ``ValueError``.
+    """
+    source, suffix_backend, suffix_precision = parse_weights(text)
+    path = resolve_weights(source)
+    exported = is_export_folder(path)
+    precision = precision or suffix_precision or "fp32"
+    backend = backend or suffix_backend or ("onnxruntime" if exported or precision == "int8" else "torch")
+    if backend not in BACKENDS or precision not in PRECISIONS:
+        raise ValueError(f"unknown backend {backend!r} or precision {precision!r} (backends: "
+                         f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})")
+    if backend == "torch" and (exported or precision != "fp32"):
+        raise ValueError(f"{text}: {'an exported folder' if exported else 'int8'} runs on backend "
+                         f"'onnxruntime', not 'torch'")
+    return path, backend, precision
 
 
 def _default_device() -> torch.device:
@@ -142,6 +201,11 @@ class SiamFCTracker(Tracker):
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
     ``self.score``, a confidence in [0, 1] (sigmoid of the chosen scale's raw peak logit).
 
+    ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
+    ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
+    ``deploy`` extra). ``net`` may also be a ready :class:`~.engines.Engine` (e.g. exported graphs
+    loaded by :meth:`from_pretrained`); ``self.net`` is then ``None``.
+
     Invariants, whatever the network outputs or the inputs were: the box is finite, its centre
     stays inside the frame (``0 <= cx <= W``, ``0 <= cy <= H``, so at least half of it overlaps the
     frame) and ``w, h`` stay in ``[1, W]`` / ``[1, H]`` (clamped after every update), so a lost target
@@ -165,28 +229,32 @@ class SiamFCTracker(Tracker):
     the frame, and ``update`` before ``init``.
     """
 
-    def __init__(self, net: torch.nn.Module, config: TrackerConfig | None = None,
+    def __init__(self, net: torch.nn.Module | Engine, config: TrackerConfig | None = None,
                  device: str | torch.device | None = None, name: str = "SiamFC",
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, backend: str = "torch") -> None:
         super().__init__(name, is_deterministic=True)
-        if not (hasattr(net, "backbone") and hasattr(net, "head")):
-            raise TypeError("net must have .backbone(x) and .head(z, x) (see siamtrack.models.SiamNet)")
         self.cfg = config if config is not None else TrackerConfig()
-        self.device = torch.device(device) if device is not None else _default_device()
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
-        self.net = net.to(self.device).eval()
-        # the per-frame path runs a fused (conv+BN), channels_last copy: same outputs, fewer passes
-        self.inference_net = inference_copy(self.net, self.device)
         self.meta: dict[str, Any] = dict(meta or {})
         self.weights_path: Path | None = None
         self.arch: dict[str, Any] | None = None
-        try:
-            from ..models import model_spec
-
-            self.arch = model_spec(net)  # type: ignore[arg-type]
-        except (TypeError, AttributeError):
-            pass  # a custom backbone without a spec still tracks
+        self.net: torch.nn.Module | None = None
+        self.export_folder: Path | None = None  # set when the graphs come from an exported folder
+        if hasattr(net, "embed_exemplar") and hasattr(net, "respond"):
+            self.engine: Engine = net  # type: ignore[assignment]
+            self.device = getattr(net, "device", torch.device("cpu"))
+            if device is not None and torch.device(device) != self.device:
+                raise ValueError(f"this {self.engine.backend} engine runs on {self.device}, not {device}")
+        elif hasattr(net, "backbone") and hasattr(net, "head"):
+            default = _default_device() if backend == "torch" else torch.device("cpu")
+            self.device = torch.device(device) if device is not None else default
+            self.net = self._prepare_net(net, backend)  # type: ignore[arg-type]
+        else:
+            raise TypeError("net must have .backbone(x) and .head(z, x) (see siamtrack.models.SiamNet) "
+                            "or be an engine with .embed_exemplar / .respond (siamtrack.tracking.engines)")
+        self.backend = self.engine.backend
+        self.precision: str = getattr(self.engine, "precision", "fp32")
+        # the torch engine's fused (conv+BN), channels_last copy: same outputs, fewer passes
+        self.inference_net = self.engine.net if isinstance(self.engine, TorchEngine) else None
 
         n = self.cfg.scale_num
         self.scale_factors = self.cfg.scale_step ** np.linspace(-(n // 2), n // 2, n)
@@ -194,39 +262,78 @@ class SiamFCTracker(Tracker):
         penalty[n // 2] = 1.0
         self._penalty = penalty
         self._windows: dict[int, np.ndarray] = {}
-        self._kernel: torch.Tensor | None = None
+        self._kernel: Any = None
         self.center = np.zeros(2)
         self.target_sz = np.ones(2)
         self.avg_color = np.zeros(3)
         self.score = 1.0
 
+    def _prepare_net(self, net: torch.nn.Module, backend: str) -> torch.nn.Module:
+        """Move ``net`` to the device, build the engine that runs it and read its spec."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        net = net.to(self.device).eval()
+        if backend == "torch":
+            self.engine = TorchEngine(net, self.device)
+        else:
+            if self.device.type != "cpu":
+                raise ValueError(f"backend 'onnxruntime' runs on the CPU here, not on {self.device}; "
+                                 f"pass device='cpu' (--device cpu)")
+            require_deploy("onnxruntime")
+            require_deploy("onnx")
+            from ..deploy.export import onnx_graphs  # the export only when this backend is asked for
+
+            self.engine = OrtEngine(*onnx_graphs(net, self.cfg))
+        try:
+            from ..models import model_spec
+
+            self.arch = model_spec(net)  # type: ignore[arg-type]
+        except (TypeError, AttributeError):
+            pass  # a custom backbone without a spec still tracks
+        return net
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "student",
-                        device: str | torch.device | None = None,
-                        name: str | None = None) -> "SiamFCTracker":
-        """Tracker from shipped weights (``"teacher"`` / ``"student"``) or a checkpoint path.
+                        device: str | torch.device | None = None, name: str | None = None,
+                        backend: str | None = None, precision: str | None = None) -> "SiamFCTracker":
+        """Tracker from shipped weights (``"teacher"`` / ``"student"``), a checkpoint path or a folder
+        written by ``siamtrack export``, optionally with a variant suffix (:func:`parse_weights`):
+        ``"student@onnx"`` (onnxruntime, fp32), ``"student@int8"`` (onnxruntime, int8 search graph).
 
-        The checkpoint's own :class:`TrackerConfig` is used, so hyper-parameters tuned with the
-        weights travel with them. Missing files raise ``CheckpointError`` saying what to do.
+        ``backend`` / ``precision`` say the same as the suffix (they win over it). Checkpoints run on
+        onnxruntime are exported once into a cache keyed by their hash
+        (:func:`siamtrack.deploy.cached_export`); an int8 export calibrates on the shared GOT-10k
+        training crops when present, on generated clips otherwise. The saved
+        :class:`TrackerConfig` is used, so settings tuned with the weights travel with them.
+        Missing files raise ``CheckpointError`` saying what to do.
         """
-        from ..checkpoint import load_model
-
-        path = resolve_weights(name_or_path)
-        net, cfg, meta = load_model(path)
-        key = str(name_or_path)
+        path, backend, precision = resolve_variant(name_or_path, backend, precision)
         if name is None:
-            name = f"SiamFC-{key}" if key in PRETRAINED else f"SiamFC-{path.stem}"
-        tracker = cls(net, cfg, device=device, name=name, meta=meta)
+            name = variant_name(name_or_path, path, backend, precision)
+        if backend == "torch":
+            from ..checkpoint import load_model
+
+            net, cfg, meta = load_model(path)
+            tracker = cls(net, cfg, device=device, name=name, meta=meta)
+        else:
+            require_deploy("onnxruntime")
+            folder = path
+            if not is_export_folder(path):
+                from ..deploy.artifacts import cached_export
+
+                folder = cached_export(path, precision)
+            engine, manifest = load_exported(folder, precision)
+            cfg = from_dict(TrackerConfig, manifest["tracker"])
+            tracker = cls(engine, cfg, device=device, name=name, meta=manifest.get("meta"))
+            tracker.arch = manifest.get("arch")
+            tracker.export_folder = Path(folder)
         tracker.weights_path = path
         return tracker
 
     # ------------------------------------------------------------------ helpers
-    def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float 0..255 on the device (the net's contract)."""
-        t = torch.from_numpy(crops).to(self.device, non_blocking=True)
-        # NHWC memory viewed as NCHW: exactly the channels_last layout, no copy before the cast
-        return t.permute(0, 3, 1, 2).float()
 
     def _window(self, side: int) -> np.ndarray:
         # cached per side: the response side comes from the network output, not from the config
@@ -276,8 +383,7 @@ class SiamFCTracker(Tracker):
         self._clamp(img.shape[0], img.shape[1])
         z_sz = context_size(*self.target_sz, self.cfg.context)
         z = crop_square(img, self.center, z_sz, self.cfg.exemplar_sz, self.avg_color)
-        with torch.inference_mode():
-            self._kernel = self.inference_net.backbone(self._to_batch(z[None]))
+        self._kernel = self.engine.embed_exemplar(z[None])
         self._window(self.cfg.response_sz * self.cfg.response_up)  # warm the cache for the usual side
         self.score = 1.0
 
@@ -290,11 +396,9 @@ class SiamFCTracker(Tracker):
         x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
         crops = np.stack([crop_square(img, self.center, x_sz * f, cfg.instance_sz, self.avg_color)
                           for f in self.scale_factors])
-        with torch.inference_mode():
-            responses = self.inference_net.head(self._kernel, self.inference_net.backbone(self._to_batch(crops)))
-        # (S, 17, 17) logits: the post-processing is a few small arrays, faster on the host with
-        # OpenCV than as torch ops (one device -> host copy, one sync on CUDA)
-        maps = responses[:, 0].float().cpu().numpy()
+        # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
+        # OpenCV than as torch ops
+        maps = self.engine.respond(self._kernel, crops)
         best, loc, side, score = self._locate(maps)
         row, col = divmod(loc, side)
         factor = float(self.scale_factors[best])

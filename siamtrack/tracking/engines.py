@@ -1,0 +1,155 @@
+"""Engines: what runs the network inside the tracking loop, so one loop serves PyTorch and ONNX Runtime.
+
+An engine takes the tracker's crops as they come out of ``crop_square`` (RGB ``uint8`` NHWC
+batches) and owns everything after that: layout, dtype, device and the network itself.
+
+* ``embed_exemplar(z)``: ``(1, 127, 127, 3)`` uint8 -> the exemplar embedding (opaque to the tracker,
+  computed once at ``init``);
+* ``respond(kernel, x)``: ``(S, 255, 255, 3)`` uint8 -> ``(S, 17, 17)`` float32 numpy logits.
+
+:class:`TorchEngine` is the PyTorch path (a fused, ``channels_last`` copy of the net);
+:class:`OrtEngine` runs two ONNX graphs (exemplar branch; search branch + xcorr head, which takes
+the embedding as its second input) with onnxruntime, an optional dependency.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from ..models.inference import inference_copy
+
+#: Backends accepted by :class:`~siamtrack.tracking.tracker.SiamFCTracker`.
+BACKENDS = ("torch", "onnxruntime")
+
+#: The JSON an exported folder holds next to its ONNX graphs (see :mod:`siamtrack.deploy.export`).
+MANIFEST = "siamtrack.json"
+#: Precisions an exported folder may hold: fp32 graphs, or an int8 search graph (exemplar in fp32).
+PRECISIONS = ("fp32", "int8")
+
+DEPLOY_HINT = "pip install -e '.[deploy]' (or: pip install onnx onnxruntime)"
+
+
+class BackendUnavailable(ImportError, ValueError):
+    """An optional backend's package is missing. A ``ValueError`` too, so the command line prints
+    it as one ``siamtrack: error: ...`` line; an ``ImportError`` for code that checks for that."""
+
+
+def require_deploy(module: str) -> Any:
+    """``onnxruntime`` / ``onnx``, or :class:`BackendUnavailable` saying how to install them."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(f"ONNX export and the onnxruntime backend need the {module} package, "
+                                 f"which is not installed; install the deploy extra: {DEPLOY_HINT}") from exc
+
+
+class Engine(Protocol):
+    """The network side of the tracking loop (see the module docstring)."""
+
+    backend: str
+
+    def embed_exemplar(self, z: np.ndarray) -> Any: ...
+
+    def respond(self, kernel: Any, x: np.ndarray) -> np.ndarray: ...
+
+
+class TorchEngine:
+    """PyTorch eager on ``device`` with a fused (conv+BN), ``channels_last`` copy of ``net``."""
+
+    backend = "torch"
+
+    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
+        self.device = device
+        self.net = inference_copy(net, device)
+
+    def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
+        """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float 0..255 on the device (the net's contract)."""
+        t = torch.from_numpy(crops).to(self.device, non_blocking=True)
+        # NHWC memory viewed as NCHW: exactly the channels_last layout, no copy before the cast
+        return t.permute(0, 3, 1, 2).float()
+
+    def embed_exemplar(self, z: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.net.backbone(self._to_batch(z))
+
+    def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.net.head(kernel, self.net.backbone(self._to_batch(x)))
+        # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
+        return out[:, 0].float().cpu().numpy()
+
+
+class OrtEngine:
+    """Two onnxruntime sessions on the CPU: ``exemplar`` (``z`` uint8 NHWC -> ``kernel``) and
+    ``search`` (``x`` uint8 NHWC with a dynamic batch, ``kernel`` -> ``response`` (S, 17, 17)).
+
+    The sessions use as many intra-op threads as torch (``torch.get_num_threads()``) and are
+    rebuilt when that changes, so ``torch.set_num_threads`` governs both backends alike and timing
+    comparisons stay fair. ``exemplar`` / ``search`` are ONNX file paths or serialized models.
+    """
+
+    backend = "onnxruntime"
+    device = torch.device("cpu")
+
+    def __init__(self, exemplar: str | os.PathLike[str] | bytes,
+                 search: str | os.PathLike[str] | bytes, precision: str = "fp32") -> None:
+        self._ort = require_deploy("onnxruntime")
+        self._models = (exemplar if isinstance(exemplar, bytes) else os.fspath(exemplar),
+                        search if isinstance(search, bytes) else os.fspath(search))
+        self.precision = precision
+        self._threads = 0
+        self._sessions: Sequence[Any] = ()
+        self._ensure_sessions()
+
+    def _ensure_sessions(self) -> None:
+        threads = torch.get_num_threads()
+        if threads == self._threads:
+            return
+        opts = self._ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: the QDQ fusions log harmless warnings
+        self._sessions = tuple(self._ort.InferenceSession(m, opts, providers=["CPUExecutionProvider"])
+                               for m in self._models)
+        self._threads = threads
+
+    def embed_exemplar(self, z: np.ndarray) -> np.ndarray:
+        self._ensure_sessions()
+        return self._sessions[0].run(None, {"z": np.ascontiguousarray(z)})[0]
+
+    def respond(self, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
+        self._ensure_sessions()
+        return self._sessions[1].run(None, {"x": np.ascontiguousarray(x), "kernel": kernel})[0]
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``siamtrack.json`` of an exported folder (``ValueError`` naming the file if unusable)."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable siamtrack export ({exc})".splitlines()[0]) from exc
+    if not isinstance(manifest, dict) or "tracker" not in manifest or "models" not in manifest:
+        raise ValueError(f"{path}: not a siamtrack export (needs 'tracker' and 'models')")
+    return manifest
+
+
+def load_exported(folder: str | os.PathLike[str], precision: str = "fp32") -> tuple[OrtEngine, dict[str, Any]]:
+    """``(engine, manifest)`` for the ``precision`` graphs of an exported folder."""
+    manifest = read_manifest(folder)
+    models = manifest["models"].get(precision)
+    if models is None:
+        have = ", ".join(sorted(manifest["models"]))
+        raise ValueError(f"{Path(folder) / MANIFEST}: no {precision} graphs (has: {have}); "
+                         f"export the checkpoint again with `siamtrack export ... --int8`")
+    engine = OrtEngine(Path(folder) / models["exemplar"], Path(folder) / models["search"], precision)
+    return engine, manifest
