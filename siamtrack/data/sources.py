@@ -407,29 +407,30 @@ class GOT10kSource(SequenceSource):
                           f"it and relying on absence.label and the boxes")
 
         meta = read_meta(folder / "meta_info.ini")
-        size = self._image_size(name, frames, present, parse_resolution(meta.get("resolution")))
+        size = probe_frame_size(name, frames, present, parse_resolution(meta.get("resolution")))
         valid &= self.box_filter(boxes, size)
         return SequenceRecord(frames, boxes, valid)
 
-    @staticmethod
-    def _image_size(name: str, frames: list[Frame], present: np.ndarray,
-                    meta_size: tuple[int, int] | None) -> tuple[int, int] | None:
-        """Frame size from the first readable frame header; ``meta_info.ini`` as a fallback."""
-        size = None
-        for k in np.flatnonzero(present)[:3]:
-            size = image_size(frames[k])
-            if size is not None:
-                break
-            warn_data(f"{name}: frame {k + 1} ({frames[k]}) header is unreadable")
-        if size is not None and meta_size is not None and size != meta_size:
-            warn_data(f"{name}: meta_info.ini resolution {meta_size} differs from the frames' "
-                      f"{size}; using the frames'")
-        if size is None:
-            size = meta_size
-        if size is None:
-            warn_data(f"{name}: image size unknown (no readable frame, no resolution in "
-                      f"meta_info.ini); sequence not used")
-        return size
+def probe_frame_size(name: str, frames: list[Frame], present: np.ndarray,
+                     fallback: tuple[int, int] | None = None,
+                     fallback_name: str = "meta_info.ini") -> tuple[int, int] | None:
+    """Frame size from the first readable of the first three present frames' headers, else
+    ``fallback``; every unreadable header and an unknown size are reported, never raised."""
+    size = None
+    for k in np.flatnonzero(present)[:3]:
+        size = image_size(frames[k])
+        if size is not None:
+            break
+        warn_data(f"{name}: frame {k + 1} ({frames[k]}) header is unreadable")
+    if size is not None and fallback is not None and size != fallback:
+        warn_data(f"{name}: {fallback_name} resolution {fallback} differs from the frames' "
+                  f"{size}; using the frames'")
+    if size is None:
+        size = fallback
+    if size is None and present.any():
+        extra = f", no resolution in {fallback_name}" if fallback_name else ""
+        warn_data(f"{name}: image size unknown (no readable frame{extra}); sequence not used")
+    return size
 
 
 class OTBSource(SequenceSource):
@@ -493,14 +494,7 @@ class OTBSource(SequenceSource):
                                             by_number=False)
         else:
             frames, present = _match_frames(name, files, len(boxes), folder / "img", "{:04d}.jpg")
-        size = None
-        for k in np.flatnonzero(present)[:3]:
-            size = image_size(frames[k])
-            if size is not None:
-                break
-            warn_data(f"{name}: frame {k + 1} ({frames[k]}) header is unreadable")
-        if size is None and present.any():
-            warn_data(f"{name}: image size unknown (no readable frame); sequence not used")
+        size = probe_frame_size(name, frames, present, fallback_name="")
         valid = present & self.box_filter(boxes, size)
         return SequenceRecord(frames, boxes, valid)
 
