@@ -205,16 +205,10 @@ class Pipeline:
         weights = self.stage_weights()
         timing: dict[str, Any] = {}
         if speed_frames > 0 and weights:
-            # copies named after their stage: the speed table keys trackers by file name
-            table_dir = self.root / "stage_weights"
-            table_dir.mkdir(parents=True, exist_ok=True)
-            named = {}
-            for stage, path in weights.items():
-                named[stage] = table_dir / f"{stage}.pth"
-                shutil.copyfile(path, named[stage])
-            speed = measure_speed(SpeedOptions(weights=[str(p) for p in named.values()], threads=[threads],
-                                               frames=speed_frames), log=lambda msg: None)["models"]
-            timing = {stage: speed[f"SiamFC-{stage}"] for stage in named}
+            names = [f"SiamFC-{stage}" for stage in weights]
+            speed = measure_speed(SpeedOptions(weights=[str(p) for p in weights.values()], names=names,
+                                               threads=[threads], frames=speed_frames), log=lambda msg: None)
+            timing = {stage: speed["models"][name] for stage, name in zip(weights, names)}
         rows = []
         for stage in weights:
             r = self.results[stage]

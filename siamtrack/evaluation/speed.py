@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +35,7 @@ class SpeedOptions:
     device: str | None = "cpu"
     frame_size: tuple[int, int] = (640, 360)
     accuracy_json: str | None = None   # a benchmark JSON whose AO joins the table, matched by name
+    names: list[str] | None = None     # display names, one per weights entry (default: from the file)
 
 
 def _frames(n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -95,6 +96,10 @@ def run(opts: SpeedOptions, log: Log = print) -> dict[str, Any]:
     if not opts.threads or min(opts.threads) < 1:
         raise ValueError("--threads must be positive integers")
     specs = [learned_spec(w, opts.device) for w in opts.weights]
+    if opts.names is not None:
+        if len(opts.names) != len(specs):
+            raise ValueError(f"{len(opts.names)} names for {len(specs)} models")
+        specs = [replace(spec, name=name) for spec, name in zip(specs, opts.names)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two models share a name; rename one of the checkpoint files")

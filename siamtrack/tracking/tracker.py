@@ -4,7 +4,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
 
     frame ─► crop ``scale_num`` search squares (cv2.warpAffine) ─► ONE (S, 3, 255, 255) batch
           ─► backbone + xcorr with the cached exemplar embedding ─► (S, 17, 17) maps to the host
-          ─► bicubic upsample (cv2), scale penalty, best scale, normalise, cosine window ─► peak ─► new centre and size
+          ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
+          ─► normalise, cosine window ─► peak ─► new centre and size
 
 The network runs in an engine (:mod:`.engines`): PyTorch eager (``backend="torch"``) or ONNX Runtime
 (``backend="onnxruntime"``), the loop around it is the same.
@@ -407,5 +408,5 @@ class SiamFCTracker(Tracker):
         self.center = self.center + disp
         self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
         self._clamp(img.shape[0], img.shape[1])
-        self.score = score if math.isfinite(score) else 0.0
+        self.score = score  # finite by construction (_locate)
         return self.box
