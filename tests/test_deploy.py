@@ -122,6 +122,31 @@ def test_int8_graph_is_quantized_and_close(exported, clip) -> None:
     assert np.isfinite(run(tracker, clip.frames[:4], clip.boxes[0])).all()
 
 
+@pytest.mark.parametrize("keep,reduce_range", [("depthwise", False), ("depthwise+stem", True)])
+def test_int8_keep_fp32_leaves_the_chosen_convs_unquantized(exported, tmp_path, keep, reduce_range) -> None:
+    import onnx
+
+    from siamtrack.deploy.crops import sample_crops
+    from siamtrack.deploy.export import export_onnx
+    from siamtrack.deploy.quantize import quantize_int8
+
+    net, crops = tiny_net(), sample_crops(6, CFG, None, seed=2)
+    export_onnx(net, CFG, tmp_path, crops)
+    manifest = quantize_int8(net, CFG, tmp_path, crops, crops, keep_fp32=keep, reduce_range=reduce_range)
+    int8 = manifest["models"]["int8"]
+    assert int8["calibration"]["keep_fp32"] == keep and int8["calibration"]["reduce_range"] is reduce_range
+    graph = onnx.load(str(tmp_path / int8["search"])).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    grouped = {n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    quantized = {n.name for n in convs if n.input[1] in dequantized}  # int8 weights
+    assert grouped and not grouped & quantized  # depthwise stays fp32
+    assert quantized  # the pointwise convs are int8
+    assert (convs[0].name in quantized) == (keep == "depthwise")
+    with pytest.raises(ValueError, match="keep_fp32"):
+        quantize_int8(net, CFG, tmp_path, crops, crops, keep_fp32="everything")
+
+
 def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(ort, tmp_path, monkeypatch, clip) -> None:
     monkeypatch.setenv("SIAMTRACK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SIAMTRACK_DATA", str(tmp_path / "no_data_here"))

@@ -18,7 +18,7 @@ from ..checkpoint import load_model, sha256_file
 from ..tracking.engines import MANIFEST, require_deploy
 from .crops import default_data_root, sample_crops
 from .export import export_onnx
-from .quantize import quantize_int8
+from .quantize import DEFAULT_KEEP_FP32, DEFAULT_REDUCE_RANGE, INT8_RECIPE, quantize_int8
 
 #: crop pairs for the parity check (val) and for int8 calibration (train)
 CHECK_PAIRS, CALIBRATION_PAIRS = 24, 150
@@ -26,12 +26,13 @@ CHECK_PAIRS, CALIBRATION_PAIRS = 24, 150
 
 def export_checkpoint(weights: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                       int8: bool = False, data_root: str | os.PathLike[str] | None = None,
-                      calibration_pairs: int = CALIBRATION_PAIRS) -> dict[str, Any]:
+                      calibration_pairs: int = CALIBRATION_PAIRS, keep_fp32: str = DEFAULT_KEEP_FP32,
+                      reduce_range: bool = DEFAULT_REDUCE_RANGE) -> dict[str, Any]:
     """Export a checkpoint to ``out_dir`` (fp32 graphs, plus int8 when asked); returns the manifest.
 
     The parity check uses crops from ``data_root/val`` and calibration crops from
     ``data_root/train`` (GOT-10k layout; default: :func:`~.crops.default_data_root`), generated clips
-    when there is no such data.
+    when there is no such data. ``keep_fp32`` / ``reduce_range``: see :func:`~.quantize.quantize_int8`.
     """
     require_deploy("onnx")
     require_deploy("onnxruntime")
@@ -41,7 +42,8 @@ def export_checkpoint(weights: str | os.PathLike[str], out_dir: str | os.PathLik
     manifest = export_onnx(net, cfg, out_dir, check, source=weights, meta=meta)
     if int8:
         calibration = sample_crops(calibration_pairs, cfg, root, subset="train", seed=0)
-        manifest = quantize_int8(net, cfg, out_dir, calibration, check)
+        manifest = quantize_int8(net, cfg, out_dir, calibration, check, keep_fp32=keep_fp32,
+                                 reduce_range=reduce_range)
     return manifest
 
 
@@ -52,7 +54,8 @@ def cache_root() -> Path:
 def cached_export(weights: str | os.PathLike[str], precision: str = "fp32") -> Path:
     """The cached export folder of ``weights`` holding ``precision`` graphs, built if missing."""
     weights = Path(weights)
-    folder = cache_root() / "onnx" / f"{weights.stem}-{sha256_file(weights)[:16]}-{precision}"
+    tag = INT8_RECIPE if precision == "int8" else precision
+    folder = cache_root() / "onnx" / f"{weights.stem}-{sha256_file(weights)[:16]}-{tag}"
     if (folder / MANIFEST).is_file():  # folders appear complete (rename), so a manifest means done
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,16 @@ Only the search graph is quantized: it runs every frame, while the exemplar grap
 sequence, so an int8 exemplar would buy no speed and would put its rounding error into every
 frame's kernel. Format: QDQ (onnxruntime fuses it into QLinearConv), weights int8 per output
 channel, activations uint8 (the fast u8s8 path on x86) calibrated with min/max on real search crops.
-``reduce_range`` (7-bit weights) avoids the u8s8 overflow of x86 CPUs without VNNI, so one file runs
-correctly everywhere. The xcorr head (and what follows it) stays fp32: its "weights" are the kernel
-input, which calibration cannot see, and it is a small share of the MACs.
+The xcorr head (and what follows it) stays fp32: its "weights" are the kernel input, which
+calibration cannot see, and it is a small share of the MACs.
+
+Default recipe: the depthwise convolutions stay fp32 (few MACs, memory-bound: int8 only adds
+quantize/dequantize passes around them) and weights are 7-bit (``reduce_range``). On an AVX2 CPU
+without VNNI, full 8-bit weights overflow the u8s8 kernels' 16-bit sums on some inputs: on the
+shipped student's check crops the largest response error was 1.5 with 8-bit weights and 0.2 with
+7-bit (``experiments/int8_variants.py``). Val AO of the student (fp32 0.407): this recipe 0.407;
+everything quantized 0.420 (7-bit) / 0.413 (8-bit); depthwise kept with 8-bit weights 0.408;
+depthwise and first conv kept (8-bit) 0.399.
 """
 from __future__ import annotations
 
@@ -41,12 +48,39 @@ def _kernel_consumers(model: Any) -> list[str]:
     return names
 
 
+#: What may stay fp32 besides the xcorr head: ``depthwise`` keeps the grouped convolutions (few MACs,
+#: memory-bound, and int8 only adds quantize/dequantize passes around them), ``depthwise+stem`` the
+#: first convolution too (its uint8 RGB input is already 8-bit). ``experiments/int8_variants.py``
+#: times each one.
+KEEP_FP32 = ("head", "depthwise", "depthwise+stem")
+#: the default recipe (see the module docstring for the measurements behind it)
+DEFAULT_KEEP_FP32, DEFAULT_REDUCE_RANGE = "depthwise", True
+#: tag of cached int8 exports: a changed default recipe makes a new cache entry, never a stale hit
+INT8_RECIPE = f"int8-{DEFAULT_KEEP_FP32}-{'7' if DEFAULT_REDUCE_RANGE else '8'}bit"
+
+
+def _fp32_nodes(model: Any, keep_fp32: str) -> list[str]:
+    """Names of the nodes :func:`quantize_int8` leaves in fp32 for the ``keep_fp32`` choice."""
+    if keep_fp32 not in KEEP_FP32:
+        raise ValueError(f"keep_fp32 must be one of {', '.join(KEEP_FP32)}, got {keep_fp32!r}")
+    names = _kernel_consumers(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in names]
+    if keep_fp32 != "head":
+        names += [n.name for n in convs
+                  if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    if keep_fp32 == "depthwise+stem" and convs:
+        names.append(convs[0].name)
+    return names
+
+
 def quantize_int8(net: nn.Module, cfg: TrackerConfig, folder: str | Path, calibration: Crops,
-                  check: Crops) -> dict[str, Any]:
+                  check: Crops, keep_fp32: str = DEFAULT_KEEP_FP32,
+                  reduce_range: bool = DEFAULT_REDUCE_RANGE) -> dict[str, Any]:
     """Add ``search_int8.onnx`` to an exported ``folder`` and record it in its manifest.
 
     ``net`` is the PyTorch network the folder was exported from; the int8 graphs' difference to it
     on ``check`` is recorded (not bounded: the accuracy change is measured on tracking, not here).
+    ``keep_fp32`` (see :data:`KEEP_FP32`) and ``reduce_range`` are recorded with the calibration.
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
@@ -67,18 +101,20 @@ def quantize_int8(net: nn.Module, cfg: TrackerConfig, folder: str | Path, calibr
         prepared = Path(tmp) / "search_prepared.onnx"
         quant_pre_process(str(folder / SEARCH_FILE), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(folder / SEARCH_INT8_FILE), Reader(),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=_kernel_consumers(onnx.load(str(prepared))),
+                        nodes_to_exclude=_fp32_nodes(onnx.load(str(prepared)), keep_fp32),
                         calibrate_method=CalibrationMethod.MinMax)
     int8 = OrtEngine(folder / EXEMPLAR_FILE, folder / SEARCH_INT8_FILE, precision="int8")
     manifest = read_manifest(folder)
     manifest["models"]["int8"] = {
         "exemplar": EXEMPLAR_FILE, "search": SEARCH_INT8_FILE,
         "calibration": {"data": calibration.data, "batches": len(calibration.x) // cfg.scale_num,
-                        "method": "MinMax", "format": "QDQ", "per_channel": True, "reduce_range": True,
-                        "weights": "int8", "activations": "uint8",
-                        "fp32_parts": "exemplar graph; xcorr head"},
+                        "method": "MinMax", "format": "QDQ", "per_channel": True,
+                        "reduce_range": reduce_range, "weights": "int8", "activations": "uint8",
+                        "keep_fp32": keep_fp32, "fp32_parts": "exemplar graph; xcorr head"
+                        + {"head": "", "depthwise": "; depthwise convs",
+                           "depthwise+stem": "; depthwise convs; first conv"}[keep_fp32]},
         "check": compare_with_torch(net, int8, check, cfg.scale_num),
     }
     write_manifest(folder, manifest)
