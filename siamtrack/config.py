@@ -119,6 +119,7 @@ class ExperimentConfig:
     stages: list[str] = field(default_factory=lambda: ["teacher"])
     out_dir: str = "runs"
     teacher_weights: str = ""         # reuse a trained teacher instead of training one
+    warm_start: str = ""              # teacher stage: start from these weights, fresh schedule
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -5,7 +5,9 @@ resumable ``last.pth`` and a weights-only ``final.pth``. A finished stage is ski
 so an interrupted pipeline picks up where it stopped. Stages:
 
 * ``teacher``: train the full-width network from scratch (SiamFC schedule), or load
-  ``teacher_weights`` when the config names a shipped teacher.
+  ``teacher_weights`` when the config names a shipped teacher, or, with ``warm_start``, train on
+  from earlier weights under a fresh schedule (a warm restart: ``--resume`` cannot lengthen a
+  finished schedule, whose learning rate has already decayed to its floor).
 * ``distill``, ``prune``, ``finetune`` (see ``siamtrack.compress``): the student stages.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, load_model, save_checkpoint
+from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
 from .config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, to_dict
 from .models import SiamNet, build_model, count_parameters, named_spec
 from .training.trainer import DistEnv, Trainer, setup_distributed
@@ -131,7 +133,8 @@ class Pipeline:
         if self.resume and trainer.resume():
             print(f"[{stage}] resumed at epoch {trainer.epoch}, step {trainer.step_in_epoch}", flush=True)
         trainer.fit(max_steps=self.max_steps)
-        meta = trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history}
+        meta = trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history,
+                               "pairs_seen": trainer.global_step * trainer.cfg.batch_size * trainer.env.world}
         if trainer.epoch < train_cfg.epochs:  # --max-steps stopped it: --resume must not skip the stage
             meta["stopped_early"] = True
         return net, meta
@@ -170,6 +173,13 @@ class Pipeline:
         if done is not None:
             return done
         torch.manual_seed(cfg.train.seed)
+        if cfg.warm_start:
+            net, _, parent = load_model(cfg.warm_start)
+            origin = {"warm_start": {"path": cfg.warm_start, "sha256": sha256_file(cfg.warm_start),
+                                     "pairs_seen": parent.get("pairs_seen"),
+                                     "wall_s": parent.get("wall_s"),
+                                     "metrics": parent.get("metrics", {})}}
+            return self.train_stage("teacher", net, net, extra_meta=origin)
         net = build_model(named_spec(cfg.model.name, cfg.model.width, cfg.model.out_scale))
         return self.train_stage("teacher", net, net)
 

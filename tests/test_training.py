@@ -2,6 +2,7 @@
 and a 2-process DDP run."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from siamtrack import pipeline
-from siamtrack.checkpoint import read_checkpoint
+from siamtrack.checkpoint import read_checkpoint, sha256_file
 from siamtrack.training.losses import balanced_logistic_loss, logistic_labels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +58,35 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+def uninterrupted_final(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("full")
     proc = _train(out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return _weights(out / "tiny" / "teacher" / "final.pth")
+    return out / "tiny" / "teacher" / "final.pth"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_final) -> dict[str, torch.Tensor]:
+    return _weights(uninterrupted_final)
+
+
+def test_warm_start_trains_on_from_given_weights_under_a_fresh_schedule(tmp_path, uninterrupted_final):
+    proc = _train(tmp_path, f"warm_start={uninterrupted_final}", "train.epochs=1", "train.lr=0.004",
+                  "train.log_every=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = read_checkpoint(tmp_path / "tiny" / "teacher" / "final.pth")
+    origin = ckpt["meta"]["warm_start"]
+    assert origin["path"] == str(uninterrupted_final)
+    assert origin["sha256"] == sha256_file(uninterrupted_final)
+    assert origin["pairs_seen"] == read_checkpoint(uninterrupted_final)["meta"]["pairs_seen"]
+    # the new schedule starts at its own peak, not where the parent's decayed to
+    first = json.loads((tmp_path / "tiny" / "teacher" / "log.jsonl").read_text().splitlines()[0])
+    assert first["lr"] == pytest.approx(0.004)
+    start, end = _weights(uninterrupted_final), _weights(tmp_path / "tiny" / "teacher" / "final.pth")
+    assert start.keys() == end.keys()
+    # it trained on from the parent: moved away from it, but far less than a fresh init would be
+    moved = max((end[k].float() - start[k].float()).abs().max().item() for k in start if "weight" in k)
+    assert 0 < moved < 0.5
 
 
 def test_stop_mid_epoch_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
@@ -121,6 +146,8 @@ def _bad_train_args(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "--ship without =": (["--config", TINY, "--ship", "teacher"], "--ship takes STAGE=PATH"),
         "missing teacher_weights": (["--config", TINY, f"out_dir={tmp}", f"teacher_weights={tmp / 'no.pth'}"],
                                     f"weights file not found: {tmp / 'no.pth'}"),
+        "missing warm_start": (["--config", TINY, f"out_dir={tmp}", f"warm_start={tmp / 'gone.pth'}"],
+                               f"weights file not found: {tmp / 'gone.pth'}"),
         "corrupt last.pth on --resume": (["--config", TINY, f"out_dir={tmp}", "--resume", "--no-progress"],
                                          f"{tmp / 'tiny' / 'teacher' / 'last.pth'}: corrupt or truncated"),
     }
