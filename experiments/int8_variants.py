@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("fp32", "-", fp32_ms, manifest["models"]["fp32"]["check"]["response_max_abs_diff"]))
         for keep, reduce_range in itertools.product(KEEP_FP32, (True, False)):
             folder = Path(tmp) / f"{keep}-{reduce_range}"
-            export_onnx(net, cfg, folder, check, source=path, meta=meta)
+            shutil.copytree(base, folder)  # the checked fp32 export; quantize_int8 adds to its folder
             manifest = quantize_int8(net, cfg, folder, calibration, check, keep_fp32=keep,
                                      reduce_range=reduce_range)
             int8 = OrtEngine(folder / EXEMPLAR_FILE, folder / SEARCH_INT8_FILE, "int8")

@@ -134,7 +134,7 @@ class Pipeline:
             print(f"[{stage}] resumed at epoch {trainer.epoch}, step {trainer.step_in_epoch}", flush=True)
         trainer.fit(max_steps=self.max_steps)
         meta = trainer.meta | {"wall_s": round(trainer.wall_s, 1), "history": trainer.history,
-                               "pairs_seen": trainer.global_step * trainer.cfg.batch_size * trainer.env.world}
+                               "pairs_seen": trainer.pairs_seen}
         if trainer.epoch < train_cfg.epochs:  # --max-steps stopped it: --resume must not skip the stage
             meta["stopped_early"] = True
         return net, meta

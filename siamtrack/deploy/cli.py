@@ -32,10 +32,11 @@ def add_subcommands(subparsers: Any) -> None:
                         "int8 (default: ../shared/data/got10k if present, else generated clips)")
     p.add_argument("--calibration-pairs", type=int, default=None, metavar="N",
                    help="training pairs for int8 calibration (default 150)")
-    p.add_argument("--int8-fp32", default="depthwise", choices=["head", "depthwise", "depthwise+stem"],
+    # no defaults here: unset options leave siamtrack.deploy.quantize's recipe in charge
+    p.add_argument("--int8-fp32", default=None, choices=["head", "depthwise", "depthwise+stem"],
                    help="what the int8 search graph keeps in fp32 besides the xcorr head: nothing else, "
                         "the depthwise convs (default), or those and the first conv")
-    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
                    help="7-bit int8 weights, exact on x86 CPUs whose u8s8 kernels saturate (no VNNI); "
                         "--no-reduce-range uses all 8 bits (default: 7-bit)")
     p.set_defaults(func=run_export)
@@ -51,9 +52,10 @@ def run_export(args: argparse.Namespace) -> int:
     weights = resolve_weights(args.weights)
     if weights.is_dir():
         raise ValueError(f"{weights} is already an export; pass the checkpoint it came from")
+    recipe = {k: v for k, v in (("keep_fp32", args.int8_fp32), ("reduce_range", args.reduce_range))
+              if v is not None}
     manifest = export_checkpoint(weights, args.output, int8=args.int8, data_root=args.data,
-                                 calibration_pairs=pairs, keep_fp32=args.int8_fp32,
-                                 reduce_range=args.reduce_range)
+                                 calibration_pairs=pairs, **recipe)
     out = Path(args.output)
     for precision, models in manifest["models"].items():
         check = models["check"]

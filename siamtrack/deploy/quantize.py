@@ -48,11 +48,11 @@ def _kernel_consumers(model: Any) -> list[str]:
     return names
 
 
-#: What may stay fp32 besides the xcorr head: ``depthwise`` keeps the grouped convolutions (few MACs,
-#: memory-bound, and int8 only adds quantize/dequantize passes around them), ``depthwise+stem`` the
-#: first convolution too (its uint8 RGB input is already 8-bit). ``experiments/int8_variants.py``
-#: times each one.
-KEEP_FP32 = ("head", "depthwise", "depthwise+stem")
+#: ``keep_fp32`` choices -> what stays fp32 besides the exemplar graph and the xcorr head:
+#: ``depthwise`` keeps the grouped convolutions (few MACs, memory-bound, and int8 only adds
+#: quantize/dequantize passes around them), ``depthwise+stem`` the first convolution too (its uint8
+#: RGB input is already 8-bit). ``experiments/int8_variants.py`` times each one.
+KEEP_FP32 = {"head": "", "depthwise": "depthwise convs", "depthwise+stem": "depthwise convs; first conv"}
 #: the default recipe (see the module docstring for the measurements behind it)
 DEFAULT_KEEP_FP32, DEFAULT_REDUCE_RANGE = "depthwise", True
 #: tag of cached int8 exports: a changed default recipe makes a new cache entry, never a stale hit
@@ -112,9 +112,8 @@ def quantize_int8(net: nn.Module, cfg: TrackerConfig, folder: str | Path, calibr
         "calibration": {"data": calibration.data, "batches": len(calibration.x) // cfg.scale_num,
                         "method": "MinMax", "format": "QDQ", "per_channel": True,
                         "reduce_range": reduce_range, "weights": "int8", "activations": "uint8",
-                        "keep_fp32": keep_fp32, "fp32_parts": "exemplar graph; xcorr head"
-                        + {"head": "", "depthwise": "; depthwise convs",
-                           "depthwise+stem": "; depthwise convs; first conv"}[keep_fp32]},
+                        "keep_fp32": keep_fp32,
+                        "fp32_parts": "; ".join(filter(None, ["exemplar graph; xcorr head", KEEP_FP32[keep_fp32]]))},
         "check": compare_with_torch(net, int8, check, cfg.scale_num),
     }
     write_manifest(folder, manifest)

@@ -117,6 +117,11 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     @property
+    def pairs_seen(self) -> int:
+        """Training pairs applied so far, over all ranks."""
+        return self.global_step * self.cfg.batch_size * self.env.world
+
+    @property
     def last_path(self) -> Path:
         return self.run_dir / "last.pth"
 
@@ -137,7 +142,7 @@ class Trainer:
         path = path or self.last_path
         if self.env.main:
             meta = dict(self.meta, history=self.history, wall_s=round(self.wall_s, 1),
-                        epochs_done=self.epoch, pairs_seen=self.global_step * self.cfg.batch_size * self.env.world)
+                        epochs_done=self.epoch, pairs_seen=self.pairs_seen)
             ckpt = make_checkpoint(self.net, self.tracker_cfg, meta,
                                    self._training_state() if with_training else None)
             atomic_save(ckpt, path)
