@@ -7,6 +7,7 @@ would make any parity check pass trivially).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -84,9 +85,9 @@ def test_export_round_trip(exported, clip) -> None:
 
     engine, _ = load_exported(out)
     torch_tracker = SiamFCTracker.from_pretrained(ckpt, device="cpu")
-    z = np.random.default_rng(0).integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)
+    z = np.random.default_rng(0).integers(0, 256, (1, 3, 127, 127), dtype=np.uint8)
     for scales in (1, 3, 5):  # the search graph's batch is dynamic
-        x = np.random.default_rng(scales).integers(0, 256, (scales, 255, 255, 3), dtype=np.uint8)
+        x = np.random.default_rng(scales).integers(0, 256, (scales, 3, 255, 255), dtype=np.uint8)
         ref = torch_tracker.engine.respond(torch_tracker.engine.embed_exemplar(z), x)
         got = engine.respond(engine.embed_exemplar(z), x)
         assert got.shape == (scales, 17, 17)
@@ -145,6 +146,16 @@ def test_int8_keep_fp32_leaves_the_chosen_convs_unquantized(exported, tmp_path, 
     assert (convs[0].name in quantized) == (keep == "depthwise")
     with pytest.raises(ValueError, match="keep_fp32"):
         quantize_int8(net, CFG, tmp_path, crops, crops, keep_fp32="everything")
+
+
+def test_folder_of_another_export_format_is_refused_with_what_to_do(exported, tmp_path) -> None:
+    _, out = exported
+    old = tmp_path / "old_export"
+    shutil.copytree(out, old)
+    manifest = json.loads((old / "siamtrack.json").read_text())
+    (old / "siamtrack.json").write_text(json.dumps(dict(manifest, format=1)))  # NHWC-input graphs
+    with pytest.raises(ValueError, match="export format 1.*siamtrack export"):
+        SiamFCTracker.from_pretrained(old)
 
 
 def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(ort, tmp_path, monkeypatch, clip) -> None:

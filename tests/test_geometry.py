@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from siamtrack.tracking.geometry import (box_to_center, center_to_box, context_size, crop_square,
-                                         hann_window, iou)
+                                         crop_squares, hann_window, iou)
 
 
 def gradient_image(h: int = 120, w: int = 160) -> np.ndarray:
@@ -55,6 +55,34 @@ def test_border_is_filled_with_the_given_colour() -> None:
     np.testing.assert_array_equal(default[0, 0], [0, 0, 90])
     with pytest.raises(ValueError):
         crop_square(img, (10, 10), 0, 20)
+
+
+@pytest.mark.parametrize("center, size", [((330.0, 220.0), 300.0), ((10.0, 470.0), 400.0),
+                                          ((100.5, 50.3), 60.7), ((0.0, 0.0), 3.0),
+                                          ((640.0, 480.0), 2000.0), ((639.9, 0.1), 1.0)])
+def test_batched_planar_crops_match_single_crops(center, size) -> None:
+    # inside, straddling a corner, smaller than a pixel, far larger than the frame
+    rng = np.random.default_rng(2)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+    sizes = size * 1.0375 ** np.array([-1.0, 0.0, 1.0])
+    batch = crop_squares(img, center, sizes, 64, border_value=(1, 2, 3))
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == np.uint8 and batch.flags.c_contiguous
+    for k, s in enumerate(sizes):
+        single = crop_square(img, center, s, 64, border_value=(1, 2, 3)).transpose(2, 0, 1)
+        diff = np.abs(batch[k].astype(int) - single)
+        # OpenCV's fixed-point coordinates may round the other way from the region's origin
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_batched_crops_border_and_bad_input() -> None:
+    img = np.full((50, 50, 3), 200, np.uint8)
+    batch = crop_squares(img, (0.0, 0.0), [50.0], 50, border_value=(10, 20, 30))
+    np.testing.assert_array_equal(batch[0, :, :20, :20], np.broadcast_to([[[10]], [[20]], [[30]]], (3, 20, 20)))
+    np.testing.assert_array_equal(batch[0, :, 30:, 30:], np.full((3, 20, 20), 200, np.uint8))
+    with pytest.raises(ValueError, match="positive"):
+        crop_squares(img, (10, 10), [20.0, 0.0], 20)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        crop_squares(img.astype(np.float32), (10, 10), [20.0], 20)
 
 
 def test_iou_values() -> None:

@@ -117,6 +117,51 @@ def test_update_is_one_batched_pass_and_exemplar_is_embedded_once(clip) -> None:
     assert embedding.calls == [(1, 3, 127, 127)] + [(5, 3, 255, 255)] * 3
 
 
+def siamfc_locate(maps: np.ndarray, cfg: TrackerConfig) -> tuple[int, int]:
+    """SiamFC's post-processing as published (siamfc-pytorch): upsample every map with OpenCV,
+    penalise, pick the scale, min-shift, normalise, blend the window, argmax."""
+    side = maps.shape[-1] * cfg.response_up
+    up = np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_CUBIC) for m in maps])
+    penalty = np.full(len(maps), cfg.scale_penalty)
+    penalty[len(maps) // 2] = 1.0
+    best = int((up.reshape(len(maps), -1).max(1) * penalty).argmax())
+    r = up[best] - up[best].min()
+    r = r / (r.sum() + 1e-16)
+    h = np.hanning(side)
+    window = np.outer(h, h) / np.outer(h, h).sum()
+    return best, int(((1 - cfg.window_influence) * r + cfg.window_influence * window).argmax())
+
+
+@pytest.mark.parametrize("window_influence", [0.176, 0.0, 0.6])
+def test_locate_matches_published_post_processing(window_influence: float) -> None:
+    cfg = TrackerConfig(window_influence=window_influence)
+    tracker = pixel_tracker(cfg)
+    rng = np.random.default_rng(3)
+    agree = 0
+    for _ in range(40):
+        # a smooth random response with one clear scale, like a network's
+        maps = cv2.GaussianBlur(rng.standard_normal((17, 17 * 3)).astype(np.float32) * 4, (0, 0), 2)
+        maps = np.ascontiguousarray(maps.reshape(17, 3, 17).transpose(1, 0, 2)) + rng.normal(0, 1, (3, 1, 1))
+        maps = maps.astype(np.float32)
+        best, loc, side, score = tracker._locate(maps)
+        ref_best, ref_loc = siamfc_locate(maps, cfg)
+        assert side == 17 * cfg.response_up and 0.0 <= score <= 1.0
+        if best == ref_best:  # scales may differ only when two peaks are within upsampling noise
+            agree += 1
+            row, col = divmod(loc, side)
+            ref_row, ref_col = divmod(ref_loc, side)
+            assert abs(row - ref_row) <= 1 and abs(col - ref_col) <= 1
+    assert agree >= 38
+
+
+def test_flat_response_stays_at_the_centre() -> None:
+    # no evidence anywhere: the cosine window decides, as in SiamFC (the map normalises to zero)
+    tracker = pixel_tracker()
+    best, loc, side, _ = tracker._locate(np.full((3, 17, 17), 2.5, np.float32))
+    assert best == 1 and divmod(loc, side) in {(side // 2 - 1, side // 2 - 1), (side // 2, side // 2),
+                                               (side // 2 - 1, side // 2), (side // 2, side // 2 - 1)}
+
+
 # ------------------------------------------------------------------------------ output contract
 def test_update_contract(clip, student_net) -> None:
     tracker = SiamFCTracker(student_net, device="cpu")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_model, sha256_file
-from ..tracking.engines import MANIFEST, require_deploy
+from ..tracking.engines import FORMAT_VERSION, MANIFEST, require_deploy
 from .crops import default_data_root, sample_crops
 from .export import export_onnx
 from .quantize import DEFAULT_KEEP_FP32, DEFAULT_REDUCE_RANGE, INT8_RECIPE, quantize_int8
@@ -55,7 +55,8 @@ def cached_export(weights: str | os.PathLike[str], precision: str = "fp32") -> P
     """The cached export folder of ``weights`` holding ``precision`` graphs, built if missing."""
     weights = Path(weights)
     tag = INT8_RECIPE if precision == "int8" else precision
-    folder = cache_root() / "onnx" / f"{weights.stem}-{sha256_file(weights)[:16]}-{tag}"
+    # the format too: graphs cached by an older siamtrack take other inputs
+    folder = cache_root() / "onnx" / f"{weights.stem}-{sha256_file(weights)[:16]}-{tag}-f{FORMAT_VERSION}"
     if (folder / MANIFEST).is_file():  # folders appear complete (rename), so a manifest means done
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

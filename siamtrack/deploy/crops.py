@@ -18,7 +18,8 @@ from ..config import TrackerConfig
 
 @dataclass
 class Crops:
-    """``z (N, ez, ez, 3)`` and ``x (N, iz, iz, 3)`` RGB uint8 crops and where they came from."""
+    """``z (N, 3, ez, ez)`` and ``x (N, 3, iz, iz)`` planar RGB uint8 crops (the engines' layout) and
+    where they came from."""
 
     z: np.ndarray
     x: np.ndarray
@@ -59,4 +60,5 @@ def sample_crops(count: int, cfg: TrackerConfig, root: str | os.PathLike[str] | 
     pairs = PairDataset(sources, {sources[0].kind: 1.0}, pairs_per_epoch=count, exemplar_sz=cfg.exemplar_sz,
                         instance_sz=cfg.instance_sz, context=cfg.context, seed=seed)
     zs, xs = zip(*(pairs.sample(i)[:2] for i in range(count)))
-    return Crops(np.stack(zs), np.stack(xs), f"{count} SiamFC pairs from {where}")
+    planar = (np.ascontiguousarray(np.stack(c).transpose(0, 3, 1, 2)) for c in (zs, xs))
+    return Crops(*planar, f"{count} SiamFC pairs from {where}")

@@ -1,11 +1,11 @@
 """Engines: what runs the network inside the tracking loop, so one loop serves PyTorch and ONNX Runtime.
 
-An engine takes the tracker's crops as they come out of ``crop_square`` (RGB ``uint8`` NHWC
-batches) and owns everything after that: layout, dtype, device and the network itself.
+An engine takes the tracker's crops as they come out of ``crop_squares`` (planar RGB ``uint8``
+``(N, 3, H, W)`` batches) and owns everything after that: dtype, device and the network itself.
 
-* ``embed_exemplar(z)``: ``(1, 127, 127, 3)`` uint8 -> the exemplar embedding (opaque to the tracker,
-  computed once at ``init``);
-* ``respond(kernel, x)``: ``(S, 255, 255, 3)`` uint8 -> ``(S, 17, 17)`` float32 numpy logits.
+* ``embed_exemplar(z)``: ``(1, 3, 127, 127)`` uint8 -> the exemplar embedding (opaque to the
+  tracker, computed once at ``init``);
+* ``respond(kernel, x)``: ``(S, 3, 255, 255)`` uint8 -> ``(S, 17, 17)`` float32 numpy logits.
 
 :class:`TorchEngine` is the PyTorch path (a fused, ``channels_last`` copy of the net);
 :class:`OrtEngine` runs two ONNX graphs (exemplar branch; search branch + xcorr head, which takes
@@ -28,6 +28,8 @@ BACKENDS = ("torch", "onnxruntime")
 
 #: The JSON an exported folder holds next to its ONNX graphs (see :mod:`siamtrack.deploy.export`).
 MANIFEST = "siamtrack.json"
+#: Layout of exported folders: 2 takes planar ``(N, 3, H, W)`` uint8 crops (1 took NHWC ones).
+FORMAT_VERSION = 2
 #: Precisions an exported folder may hold: fp32 graphs, or an int8 search graph (exemplar in fp32).
 PRECISIONS = ("fp32", "int8")
 
@@ -70,10 +72,8 @@ class TorchEngine:
         self.net = inference_copy(net, device)
 
     def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float 0..255 on the device (the net's contract)."""
-        t = torch.from_numpy(crops).to(self.device, non_blocking=True)
-        # NHWC memory viewed as NCHW: exactly the channels_last layout, no copy before the cast
-        return t.permute(0, 3, 1, 2).float()
+        """``(N, 3, H, W)`` uint8 -> float 0..255 on the device (the net's contract)."""
+        return torch.from_numpy(crops).to(self.device, non_blocking=True).float()
 
     def embed_exemplar(self, z: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
@@ -87,8 +87,8 @@ class TorchEngine:
 
 
 class OrtEngine:
-    """Two onnxruntime sessions on the CPU: ``exemplar`` (``z`` uint8 NHWC -> ``kernel``) and
-    ``search`` (``x`` uint8 NHWC with a dynamic batch, ``kernel`` -> ``response`` (S, 17, 17)).
+    """Two onnxruntime sessions on the CPU: ``exemplar`` (``z`` uint8 NCHW -> ``kernel``) and
+    ``search`` (``x`` uint8 NCHW with a dynamic batch, ``kernel`` -> ``response`` (S, 17, 17)).
 
     The sessions use as many intra-op threads as torch (``torch.get_num_threads()``) and are
     rebuilt when that changes, so ``torch.set_num_threads`` governs both backends alike and timing
@@ -143,6 +143,10 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable siamtrack export ({exc})".splitlines()[0]) from exc
     if not isinstance(manifest, dict) or "tracker" not in manifest or "models" not in manifest:
         raise ValueError(f"{path}: not a siamtrack export (needs 'tracker' and 'models')")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: export format {manifest.get('format')!r}, this siamtrack reads format "
+                         f"{FORMAT_VERSION} (planar crops); export the checkpoint again with "
+                         f"`siamtrack export --weights CHECKPOINT --output {Path(folder)}`")
     return manifest
 
 
