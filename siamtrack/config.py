@@ -103,6 +103,7 @@ class CompressConfig:
     w_gt: float = 1.0                 # ground-truth balanced logistic loss
     prune_criterion: str = "bn"       # "bn" | "l1" | "taylor"
     prune_macs: float = 0.0           # MAC budget per tracked frame; 0 disables pruning
+    prune_round_to: int = 8           # pruned widths are multiples of this (onnxruntime's AVX2 blocks)
     hint_layers: int = 2              # last conv layers matched with the teacher's by an adapter
     prune_steps: int = 4              # prune gradually, fine-tuning with distillation in between
     step_pairs: int = 400             # distillation pairs between two pruning steps

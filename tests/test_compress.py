@@ -2,11 +2,13 @@
 teacher -> distil -> prune -> fine-tune pipeline runs end to end on generated data."""
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 from siamtrack.checkpoint import load_model, read_checkpoint
@@ -14,6 +16,7 @@ from siamtrack.compress import (DistillModel, masked_forward_equivalent, prune_s
                                 prune_units, response_kd_loss, select_keep, hint_loss)
 from siamtrack.compress.distill import distill_loss, matching_taps
 from siamtrack.config import CompressConfig, load_experiment
+from siamtrack.data.synthetic import make_sequence
 from siamtrack.models import build_model, count_parameters, model_spec, named_spec
 from siamtrack.models.profile import count_macs
 
@@ -73,6 +76,17 @@ def test_prune_step_meets_mac_budget():
     assert after <= before / 4 and after > before / 8        # meets the budget without overshooting
 
 
+def test_prune_step_round_to_keeps_widths_multiples_of_it():
+    net = build_model(named_spec("student", 1.0))
+    before = count_macs(net)["per_frame"]
+    free = prune_step(net, before / 2, "l1")
+    rounded = prune_step(net, before / 2, "l1", round_to=8)
+    widths = [b.out_channels for b in rounded.backbone.conv_blocks()]
+    assert all(w % 8 == 0 for w in widths), widths
+    assert any(b.out_channels % 8 for b in free.backbone.conv_blocks())   # the rounding did something
+    assert count_macs(rounded)["per_frame"] <= before / 2
+
+
 def test_response_kd_loss_known_values():
     t = torch.randn(3, 1, 17, 17)
     assert response_kd_loss(t, t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
@@ -104,6 +118,28 @@ def test_distill_model_freezes_teacher_and_trains_student():
     assert set(stats) == {"loss", "gt", "kd", "hint"} and all(v >= 0 for v in stats.values())
     assert student.backbone.conv_blocks()[0].conv.weight.grad is not None
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_fitted_adapters_beat_random_ones_and_zero():
+    torch.manual_seed(0)
+    teacher = build_model(named_spec("alexnet", 0.25)).eval()
+    student = build_model(named_spec("student", 0.5))
+    model = DistillModel(student, teacher).train()
+    x = torch.from_numpy(np.stack(make_sequence(num_frames=6, frame_size=(255, 255), seed=1).frames[::2]))
+    x = x.permute(0, 3, 1, 2).float()
+    bn = student.backbone.conv_blocks()[0].bn
+    stats = bn.running_mean.clone()
+    with torch.no_grad():
+        _, t_taps = teacher.backbone.forward_taps(x)
+        _, s_taps = copy.deepcopy(student.backbone).forward_taps(x)   # training mode, as in the loss
+        before = [hint_loss(a(s_taps[si]), t_taps[ti]).item() for a, (si, ti) in zip(model.adapters, model.taps)]
+    after = model.fit_adapters(x)
+    assert student.training and torch.equal(bn.running_mean, stats)   # the student is left as it was
+    assert len(after) == 2 and all(0.0 <= a < 1.0 for a in after)   # better than predicting zeros
+    assert all(a < b for a, b in zip(after, before))
+    with torch.no_grad():  # the returned losses are those of the adapters as set
+        again = [hint_loss(a(s_taps[si]), t_taps[ti]).item() for a, (si, ti) in zip(model.adapters, model.taps)]
+    assert again == pytest.approx(after, rel=1e-4)
 
 
 @pytest.mark.slow

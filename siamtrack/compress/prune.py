@@ -205,25 +205,30 @@ def per_frame_macs(net: SiamNet, scale_num: int = 3) -> int:
     return count_macs(net, scale_num=scale_num)["per_frame"]
 
 
-def _round_keep(n: int, ratio: float, partitions: int) -> int:
-    k = max(partitions, int(round(n * ratio / partitions)) * partitions)
+def _round_keep(n: int, ratio: float, partitions: int, multiple: int = 1) -> int:
+    """Channels kept of ``n``: ``n * ratio`` rounded to a multiple of ``lcm(partitions, multiple)``
+    (at least one such step, never more than ``n``)."""
+    step = math.lcm(partitions, max(1, int(multiple)))
+    k = max(step, int(round(n * ratio / step)) * step)
     return min(n, k)
 
 
 def prune_step(net: SiamNet, target_macs: float, criterion: Criterion = "bn",
                taylor_scores: Mapping[int, torch.Tensor] | None = None,
-               scale_num: int = 3) -> SiamNet:
+               scale_num: int = 3, round_to: int = 1) -> SiamNet:
     """Prune every unit by one common keep ratio, the largest whose network fits ``target_macs``.
 
     The ratio is found by bisection on the real MAC count; within each unit the lowest-scoring
     channels go. A uniform ratio keeps the architecture balanced; the criterion decides *which*
-    channels, the budget decides *how many*.
+    channels, the budget decides *how many*. ``round_to`` keeps every width a multiple of it
+    (units already narrower keep their width): onnxruntime's x86 convolutions run channel blocks of
+    8 (AVX2) in a blocked layout and fall back to a slower plain-NCHW path for other widths.
     """
     units = prune_units(_backbone(net))
     scores = channel_importance(net, criterion, taylor_scores)
 
     def build(ratio: float) -> tuple[SiamNet, list[torch.Tensor]]:
-        keep = [select_keep(s, _round_keep(u.channels, ratio, u.partitions), u.partitions)
+        keep = [select_keep(s, _round_keep(u.channels, ratio, u.partitions, round_to), u.partitions)
                 for u, s in zip(units, scores)]
         return prune_to_widths(net, keep), keep
 

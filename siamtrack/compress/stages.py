@@ -42,6 +42,20 @@ def _loss(p: "Pipeline"):
     return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, p.cfg.tracker.total_stride)
 
 
+def _distill_model(p: "Pipeline", student: SiamNet, teacher: SiamNet, crops: int = 64) -> DistillModel:
+    """Student + frozen teacher with hint adapters fitted by least squares on ``crops`` search crops
+    of the stage's data (not left random: see :mod:`.distill`)."""
+    from ..pipeline import build_dataset
+
+    model = DistillModel(student, teacher, p.cfg.compress.hint_layers)
+    if model.taps:
+        data = build_dataset(replace(p.cfg.data, pairs_per_epoch=crops))
+        x = torch.stack([data[i][1] for i in range(len(data))])
+        losses = model.fit_adapters(x)
+        print(f"hint adapters fitted on {len(x)} crops: hint losses {[round(v, 3) for v in losses]}", flush=True)
+    return model
+
+
 def distill(p: "Pipeline") -> SiamNet:
     """Train the student from scratch with teacher supervision (response + hints + ground truth)."""
     done = p._finished("distill")
@@ -50,7 +64,7 @@ def distill(p: "Pipeline") -> SiamNet:
     cc = p.cfg.compress
     torch.manual_seed(p.cfg.train.seed)
     student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale))
-    model = DistillModel(student, _net(p, "teacher"), cc.hint_layers)
+    model = _distill_model(p, student, _net(p, "teacher"))
     return p.train_stage("distill", model, student, _loss(p))
 
 
@@ -77,7 +91,8 @@ def prune(p: "Pipeline") -> SiamNet:
         raise ValueError("the prune stage needs compress.prune_macs (MACs per tracked frame) > 0")
     scales = p.cfg.tracker.scale_num
     student, teacher = _net(p, "distill"), _net(p, "teacher")
-    oneshot = prune_step(student, cc.prune_macs, cc.prune_criterion, _taylor_scores(p, student), scales)
+    oneshot = prune_step(student, cc.prune_macs, cc.prune_criterion, _taylor_scores(p, student), scales,
+                         cc.prune_round_to)
     p.finish_stage("prune_oneshot", oneshot, {"stage": "prune_oneshot", "note": "no fine-tuning"})
 
     net, start = student, per_frame_macs(student, scales)
@@ -90,8 +105,8 @@ def prune(p: "Pipeline") -> SiamNet:
             net = load_model(step_dir / "final.pth")[0]
             continue
         target = start * (cc.prune_macs / start) ** (k / cc.prune_steps)
-        net = prune_step(net, target, cc.prune_criterion, _taylor_scores(p, net), scales)
-        net, meta = p.fit("prune", DistillModel(net, teacher, cc.hint_layers), net, _loss(p),
+        net = prune_step(net, target, cc.prune_criterion, _taylor_scores(p, net), scales, cc.prune_round_to)
+        net, meta = p.fit("prune", _distill_model(p, net, teacher), net, _loss(p),
                           train_cfg=step_cfg, data_cfg=step_data, run_dir=step_dir,
                           extra_meta={"prune_step": k, "target_macs": target})
         save_checkpoint(step_dir / "final.pth", net, p.cfg.tracker, meta)
@@ -106,7 +121,7 @@ def finetune(p: "Pipeline") -> SiamNet:
     cc = p.cfg.compress
     net = _net(p, "prune")
     cfg = replace(p.cfg.train, epochs=cc.finetune_epochs, lr=cc.finetune_lr, final_lr=cc.finetune_lr / 10)
-    return p.train_stage("finetune", DistillModel(net, _net(p, "teacher"), cc.hint_layers), net,
+    return p.train_stage("finetune", _distill_model(p, net, _net(p, "teacher")), net,
                          _loss(p), train_cfg=cfg)
 
 
