@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from siamtrack.compress import prune_to_widths, prune_units
 from siamtrack.config import TrackerConfig
 from siamtrack.deploy.export import onnx_graphs
 from siamtrack.models import build_model, init_weights, named_spec
@@ -25,19 +26,15 @@ from siamtrack.tracking.engines import OrtEngine, require_deploy
 
 
 def student_with_widths(widths: list[int]):
-    """The student with the stem and pointwise widths given (the depthwise convs follow them)."""
-    spec = named_spec("student")
-    convs = [layer for layer in spec["backbone"] if layer["type"] == "conv"]
-    if len(widths) != 1 + (len(convs) - 1) // 2:
-        raise SystemExit(f"give {1 + (len(convs) - 1) // 2} widths (stem + pointwise), got {widths}")
-    convs[0]["out"] = widths[0]
-    for block in range(len(widths) - 1):
-        convs[1 + 2 * block]["out"] = widths[block]        # depthwise: as wide as its input
-        convs[2 + 2 * block]["out"] = widths[block + 1]    # pointwise
-    net = build_model(spec)
+    """The width-1 student cut to ``widths`` (one per prunable unit: the stem, then each pointwise
+    conv; the depthwise convs follow their producer) by the pruner itself, as training would."""
     torch.manual_seed(0)
+    net = build_model(named_spec("student"))
     init_weights(net)
-    return net.eval()
+    units = prune_units(net.backbone)
+    if len(widths) != len(units) or any(not 0 < w <= u.channels for w, u in zip(widths, units)):
+        raise SystemExit(f"give {len(units)} widths of at most {[u.channels for u in units]}, got {widths}")
+    return prune_to_widths(net, [torch.arange(w) for w in widths]).eval()
 
 
 def main(argv: list[str] | None = None) -> int:

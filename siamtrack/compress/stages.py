@@ -42,14 +42,19 @@ def _loss(p: "Pipeline"):
     return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, p.cfg.tracker.total_stride)
 
 
+def _few_pairs(p: "Pipeline", count: int):
+    """The first ``count`` training pairs of the run's data (for statistics, not for training)."""
+    from ..pipeline import build_dataset
+
+    return build_dataset(replace(p.cfg.data, pairs_per_epoch=count))
+
+
 def _distill_model(p: "Pipeline", student: SiamNet, teacher: SiamNet, crops: int = 64) -> DistillModel:
     """Student + frozen teacher with hint adapters fitted by least squares on ``crops`` search crops
     of the stage's data (not left random: see :mod:`.distill`)."""
-    from ..pipeline import build_dataset
-
     model = DistillModel(student, teacher, p.cfg.compress.hint_layers)
     if model.taps:
-        data = build_dataset(replace(p.cfg.data, pairs_per_epoch=crops))
+        data = _few_pairs(p, crops)
         x = torch.stack([data[i][1] for i in range(len(data))])
         losses = model.fit_adapters(x)
         print(f"hint adapters fitted on {len(x)} crops: hint losses {[round(v, 3) for v in losses]}", flush=True)
@@ -71,9 +76,8 @@ def distill(p: "Pipeline") -> SiamNet:
 def _taylor_scores(p: "Pipeline", net: SiamNet, batches: int = 4):
     if p.cfg.compress.prune_criterion != "taylor":
         return None
-    from ..pipeline import build_dataset
-    data = build_dataset(replace(p.cfg.data, pairs_per_epoch=batches * p.cfg.train.batch_size))
-    loader = torch.utils.data.DataLoader(data, batch_size=p.cfg.train.batch_size)
+    loader = torch.utils.data.DataLoader(_few_pairs(p, batches * p.cfg.train.batch_size),
+                                         batch_size=p.cfg.train.batch_size)
     r_pos = p.cfg.train.r_pos
     return taylor_importance(net.train(), loader, lambda out: balanced_logistic_loss(out, r_pos))
 

@@ -35,6 +35,21 @@ def context_size(w: float, h: float, context: float = 0.5) -> float:
     return math.sqrt((w + p) * (h + p))
 
 
+def square_crop_matrix(center: Sequence[float], size: float, out_size: int,
+                       origin: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
+    """``cv2.warpAffine``'s inverse map (``WARP_INVERSE_MAP``) for the square of side ``size`` centred
+    at ``center``, resized to ``out_size``, in the coordinates of an image whose top-left pixel is
+    ``origin`` of the full frame (a region cut out of it)."""
+    if size <= 0 or not math.isfinite(size):
+        raise ValueError(f"crop size must be positive and finite, got {size}")
+    scale = size / out_size
+    # destination pixel u (centre u + 0.5) maps to source coordinate cx + (u + 0.5 - out/2) * scale;
+    # warpAffine indexes pixel centres at integers, hence the -0.5 on both sides.
+    tx = center[0] - 0.5 + (0.5 - out_size / 2.0) * scale - origin[0]
+    ty = center[1] - 0.5 + (0.5 - out_size / 2.0) * scale - origin[1]
+    return np.array([[scale, 0.0, tx], [0.0, scale, ty]], dtype=np.float64)
+
+
 def crop_square(image: np.ndarray, center: Sequence[float], size: float, out_size: int,
                 border_value: Sequence[float] | None = None,
                 interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
@@ -43,14 +58,7 @@ def crop_square(image: np.ndarray, center: Sequence[float], size: float, out_siz
     One ``cv2.warpAffine``: pixels outside the image take ``border_value`` (SiamFC pads with the
     image's mean colour). Returns ``(out_size, out_size, C)`` with the image's dtype.
     """
-    if size <= 0 or not math.isfinite(size):
-        raise ValueError(f"crop size must be positive and finite, got {size}")
-    scale = size / out_size
-    # destination pixel u (centre u + 0.5) maps to source coordinate cx + (u + 0.5 - out/2) * scale;
-    # warpAffine indexes pixel centres at integers, hence the -0.5 on both sides.
-    tx = center[0] - 0.5 + (0.5 - out_size / 2.0) * scale
-    ty = center[1] - 0.5 + (0.5 - out_size / 2.0) * scale
-    matrix = np.array([[scale, 0.0, tx], [0.0, scale, ty]], dtype=np.float64)
+    matrix = square_crop_matrix(center, size, out_size)
     if border_value is None:
         border_value = image.reshape(-1, image.shape[2] if image.ndim == 3 else 1).mean(0)
     border = tuple(float(v) for v in np.atleast_1d(border_value))
@@ -93,12 +101,8 @@ def crop_squares(image: np.ndarray, center: Sequence[float], sizes: Sequence[flo
     rgba = np.empty((out_size, out_size, 4), dtype=np.uint8)
     alpha = np.empty((out_size, out_size), dtype=np.uint8)
     for k, size in enumerate(sizes):
-        scale = size / out_size
-        # as in crop_square, with the region's origin moved to (x0, y0)
-        tx = center[0] - 0.5 + (0.5 - out_size / 2.0) * scale - x0
-        ty = center[1] - 0.5 + (0.5 - out_size / 2.0) * scale - y0
-        matrix = np.array([[scale, 0.0, tx], [0.0, scale, ty]], dtype=np.float64)
-        cv2.warpAffine(region, matrix, (out_size, out_size), dst=rgba,
+        cv2.warpAffine(region, square_crop_matrix(center, size, out_size, origin=(x0, y0)),
+                       (out_size, out_size), dst=rgba,
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=border)
         cv2.split(rgba, [batch[k, 0], batch[k, 1], batch[k, 2], alpha])
