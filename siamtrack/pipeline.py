@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
-from .config import DataConfig, ExperimentConfig, TrainConfig, load_experiment, to_dict
+from .config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_experiment, to_dict
 from .models import SiamNet, build_model, count_parameters, named_spec
 from .training.trainer import DistEnv, Trainer, setup_distributed
 
@@ -78,6 +78,20 @@ def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) 
     if path is not None and path.exists():
         out["bytes"] = path.stat().st_size
     return out
+
+
+def build_initialised(model: ModelConfig) -> tuple[SiamNet, dict[str, Any]]:
+    """The network ``model`` names, randomly initialised or (``pretrained: imagenet``) with the
+    ImageNet weights of its backbone's package; returns ``(net, {"init": provenance})`` for the
+    checkpoint's meta (package, version and sha256 of the weights file, or ``"random"``)."""
+    net = build_model(named_spec(model.name, model.width, model.out_scale, **model.options))
+    if model.pretrained != "imagenet":
+        return net, {"init": "random"}
+    load = getattr(net.backbone, "load_imagenet", None)
+    if load is None:
+        raise ValueError(f"model {model.name!r} has no ImageNet weights; pretrained: imagenet needs "
+                         f"an ImageNet backbone such as efficientnet_lite0")
+    return net, {"init": {"imagenet": load()}}
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -180,8 +194,8 @@ class Pipeline:
                                      "wall_s": parent.get("wall_s"),
                                      "metrics": parent.get("metrics", {})}}
             return self.train_stage("teacher", net, net, extra_meta=origin)
-        net = build_model(named_spec(cfg.model.name, cfg.model.width, cfg.model.out_scale))
-        return self.train_stage("teacher", net, net)
+        net, origin = build_initialised(cfg.model)
+        return self.train_stage("teacher", net, net, extra_meta=origin)
 
     def run(self, stages: list[str] | None = None) -> dict[str, dict[str, Any]]:
         stages = check_stages(stages or list(self.cfg.stages))
@@ -285,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--ship takes STAGE=PATH")
         if args.max_steps is not None and args.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}")
+        if cfg.model.pretrained == "imagenet" and "teacher" in stages and not cfg.teacher_weights:
+            build_initialised(cfg.model)  # a missing weights package fails here, not after data loading
     except (OSError, ValueError) as exc:
         return _fail(exc)
     pipeline = Pipeline(cfg, resume=args.resume, max_steps=args.max_steps,

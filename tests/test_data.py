@@ -312,8 +312,11 @@ def synth_dataset() -> PairDataset:
 
 def test_pair_shapes_dtypes_and_range(synth_dataset):
     assert len(synth_dataset) == 50
-    z, x = synth_dataset[0]
+    z, x, offset = synth_dataset[0]
     assert z.shape == (3, 127, 127) and x.shape == (3, 255, 255)
+    _, _, info = synth_dataset.sample(0)
+    centre = info.box_x[:2] + info.box_x[2:] / 2 - 127.5
+    assert offset.shape == (2,) and np.allclose(offset.numpy(), centre, atol=1e-4)
     assert z.dtype == torch.float32 and x.dtype == torch.float32
     assert z.is_contiguous() and x.is_contiguous()
     assert 0 <= float(z.min()) and float(x.max()) <= 255 and float(x.max()) > 1  # raw 0..255
@@ -340,15 +343,15 @@ def test_target_is_centred_in_search_crop():
 
 
 def test_pairs_are_deterministic_per_seed_epoch_index(synth_dataset):
-    z1, x1 = synth_dataset[5]
-    z2, x2 = synth_dataset[5]
+    z1, x1, _ = synth_dataset[5]
+    z2, x2, _ = synth_dataset[5]
     assert torch.equal(z1, z2) and torch.equal(x1, x2)
     again = PairDataset.from_config(DataConfig(synthetic=6, pairs_per_epoch=50, seed=7),
                                     synthetic_frames=24)
     assert torch.equal(again[5][1], x1)
     synth_dataset.set_epoch(1)
     try:
-        z3, x3 = synth_dataset[5]
+        z3, x3, _ = synth_dataset[5]
     finally:
         synth_dataset.set_epoch(0)
     assert not torch.equal(x1, x3)

@@ -124,9 +124,10 @@ class DistillModel(nn.Module):
 
 def distill_loss(cfg: CompressConfig, r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8):
     """Loss function for :class:`~siamtrack.training.Trainer` over a :class:`DistillModel`."""
-    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(z, x)
-        gt = balanced_logistic_loss(out["student"], r_pos, r_neg, stride)
+        gt = balanced_logistic_loss(out["student"], r_pos, r_neg, stride, offsets)
         kd = response_kd_loss(out["student"], out["teacher"].float(), cfg.temperature)
         hint = sum((hint_loss(s, t.float()) for s, t in out["hints"]), torch.zeros((), device=z.device))
         loss = cfg.w_gt * gt + cfg.w_response * kd + cfg.w_hint * hint

@@ -118,7 +118,7 @@ def taylor_importance(net: SiamNet, batches: Iterable[tuple[torch.Tensor, torch.
 
     handles = [b.register_forward_hook(keep(i)) for i, b in enumerate(blocks)]
     try:
-        for z, x in batches:
+        for z, x, *_ in batches:
             net.zero_grad(set_to_none=True)
             loss_fn(net(z, x)).backward()
             for i, outs in saved.items():

@@ -13,10 +13,12 @@ One pair (``PairDataset.sample``):
    centre is shifted by ``U(-shift, shift)`` output pixels per axis (siamfc-pytorch's RandomCrop
    jitter); optional grey/colour augmentation.
 
-**The target is at the centre of the search image** (within ``shift`` pixels per axis, and its
-centre at ``instance_sz / 2 - shift_xy``), so the training label is the usual SiamFC map: positive
-within ``r_pos`` = 16 search pixels (2 response cells at stride 8) of the centre. The label itself
-is built by the loss in ``siamtrack.training``, not here.
+**The target is near the centre of the search image** (within ``shift`` pixels per axis, its
+centre at ``instance_sz / 2 - shift_xy``); each item carries that offset, and the training label is
+the SiamFC map centred on it: positive within ``r_pos`` = 16 search pixels (2 response cells at
+stride 8) of the target. A padded backbone needs a wide shift (SiamRPN++: +-64 px), or it learns
+that the answer is always in the middle. The label itself is built by the loss in
+``siamtrack.training``, not here.
 
 Determinism: ``__getitem__(index)`` is a pure function of ``(seed, epoch, index)`` through
 ``np.random.default_rng([seed, epoch, index])``, so results do not depend on the number of
@@ -159,11 +161,16 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return self.pairs_per_epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z, x, offset)``: the crops and the target centre's offset from the search-crop centre,
+        ``(dx, dy)`` float32 search pixels, where the loss puts the positive label."""
         if not 0 <= int(index) < self.pairs_per_epoch:
             raise IndexError(f"pair index {index} out of range [0, {self.pairs_per_epoch})")
-        z, x, _ = self.sample(int(index))
-        return to_tensor(z), to_tensor(x)
+        z, x, info = self.sample(int(index))
+        bx = info.box_x
+        offset = torch.tensor([bx[0] + bx[2] / 2.0 - self.instance_sz / 2.0,
+                               bx[1] + bx[3] / 2.0 - self.instance_sz / 2.0], dtype=torch.float32)
+        return to_tensor(z), to_tensor(x), offset
 
     # -- sampling --------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ..config import TrackerConfig
 from ..models.heads import XCorrHead
 from ..models.inference import fuse_conv_bn
 from ..models.profile import count_macs
+from ..models.siamese import exemplar_embedding
 from ..tracking.engines import FORMAT_VERSION, MANIFEST, OrtEngine
 from .crops import Crops
 
@@ -44,12 +45,12 @@ FP32_TOLERANCE = 1e-4
 
 
 class _ExemplarGraph(nn.Module):
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone, self.head = net.backbone, net.head
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.backbone(z.float())
+        return exemplar_embedding(self, z.float())
 
 
 class _MatMulXCorr(nn.Module):
@@ -117,8 +118,8 @@ def onnx_graphs(net: nn.Module, cfg: TrackerConfig) -> tuple[bytes, bytes]:
     z = torch.zeros(1, 3, cfg.exemplar_sz, cfg.exemplar_sz, dtype=torch.uint8)
     x = torch.zeros(cfg.scale_num, 3, cfg.instance_sz, cfg.instance_sz, dtype=torch.uint8)
     with torch.no_grad():
-        kernel = _ExemplarGraph(fused.backbone)(z)
-        exemplar = _to_onnx(_ExemplarGraph(fused.backbone), (z,), ["z"], "kernel",
+        kernel = _ExemplarGraph(fused)(z)
+        exemplar = _to_onnx(_ExemplarGraph(fused), (z,), ["z"], "kernel",
                             {"z": {0: "batch"}, "kernel": {0: "batch"}})
         features = fused.backbone(x.float())
         head = (_MatMulXCorr(fused.head, kernel.shape[-2:], features.shape[-2:])
@@ -138,7 +139,7 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
         for i in range(n):
             z = crops.z[i:i + 1]
             x = crops.x[[(i + k) % n for k in range(scale_num)]]
-            k_ref = ref.backbone(torch.from_numpy(z).float())
+            k_ref = exemplar_embedding(ref, torch.from_numpy(z).float())
             r_ref = ref.head(k_ref, ref.backbone(torch.from_numpy(x).float()))[:, 0]
             k_ort = engine.embed_exemplar(z)
             r_ort = engine.respond(k_ort, x)

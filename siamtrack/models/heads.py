@@ -14,14 +14,34 @@ class XCorrHead(nn.Module):
     scales, the tracking case) is one plain convolution. ``out_scale`` (0.001 in SiamFC) keeps logits
     in a range where the logistic loss trains; the learned ``bias`` makes ``sigmoid(response)`` a
     usable confidence.
+
+    ``exemplar_crop`` (0: off) centre-crops a larger exemplar map to that side before correlating,
+    as SiamRPN++ does for padded backbones: the border cells of a padded network's exemplar map see
+    the zero padding, not the target's context. The crop is exactly centred, so an even map needs an
+    even crop (16 -> 8); an odd crop of an even map would sit half a cell off the target centre.
     """
 
-    def __init__(self, out_scale: float = 0.001) -> None:
+    def __init__(self, out_scale: float = 0.001, exemplar_crop: int = 0) -> None:
         super().__init__()
         self.out_scale = float(out_scale)
+        self.exemplar_crop = int(exemplar_crop)
         self.bias = nn.Parameter(torch.zeros(1))
 
+    def crop_exemplar(self, z: torch.Tensor) -> torch.Tensor:
+        """The centred ``exemplar_crop`` x ``exemplar_crop`` window of ``z`` (``z`` itself when off or smaller)."""
+        c, (h, w) = self.exemplar_crop, z.shape[-2:]
+        if c <= 0 or (h <= c and w <= c):
+            return z
+        if (h - c) % 2 or (w - c) % 2:
+            raise ValueError(f"exemplar map {h}x{w} has no centred {c}x{c} crop (parities differ)")
+        top, left = (h - c) // 2, (w - c) // 2
+        return z[..., top:top + c, left:left + c]
+
+    def spec(self) -> dict:
+        return {"type": "xcorr", "out_scale": self.out_scale, "exemplar_crop": self.exemplar_crop}
+
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        z = self.crop_exemplar(z)
         if z.shape[1] != x.shape[1]:
             raise ValueError(f"channel mismatch: exemplar {tuple(z.shape)} vs search {tuple(x.shape)}")
         if z.shape[0] == 1:

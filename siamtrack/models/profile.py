@@ -61,6 +61,9 @@ def count_macs(net: nn.Module, exemplar_sz: int = 127, instance_sz: int = 255,
     z_macs, z_shape = backbone_macs(backbone, exemplar_sz, in_ch)
     x_macs, x_shape = backbone_macs(backbone, instance_sz, in_ch)
     _, c, hz, wz = z_shape
+    crop = int(getattr(getattr(net, "head", None), "exemplar_crop", 0) or 0)
+    if crop:  # the head correlates the centred crop of the exemplar map only
+        hz, wz = min(hz, crop), min(wz, crop)
     _, _, hx, wx = x_shape
     ho, wo = hx - hz + 1, wx - wz + 1
     if ho <= 0 or wo <= 0:

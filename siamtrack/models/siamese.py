@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
+from .efficientnet import EfficientLiteBackbone
 from .heads import XCorrHead
 
 ArchSpec = dict[str, Any]
@@ -33,6 +34,14 @@ class SiamNet(nn.Module):
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(z), self.backbone(x))
+
+
+def exemplar_embedding(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """What the tracker caches at ``init``: the backbone's exemplar map, centre-cropped when the
+    head crops it (padded backbones), so the crop is paid once and not at every frame."""
+    kernel = net.backbone(z)
+    crop = getattr(net.head, "crop_exemplar", None)
+    return crop(kernel) if crop is not None else kernel
 
 
 def _scaled(widths: tuple[int, ...], groups: tuple[int, ...], width: float) -> list[int]:
@@ -83,14 +92,35 @@ def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
             "in_channels": 3, "backbone": layers, "head": {"out_scale": out_scale}}
 
 
-ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "student": student_spec}
+def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = 0.001, stages: int = 3,
+                            adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2) -> ArchSpec:
+    """EfficientNet-Lite0 up to ``stages`` (3: 40 channels at stride 8; 4-5 dilated) + a 1x1 adjust to
+    ``adjust`` channels; the head correlates the centred ``exemplar_crop`` x ``exemplar_crop`` window
+    of the 16x16 exemplar map with the 32x32 search map (a 25x25 response). ``frozen_stages`` leading
+    stages (0 = stem) get no gradient. Initialise with ImageNet weights through
+    :func:`siamtrack.models.efficientnet.load_imagenet` (``model.pretrained: imagenet``)."""
+    if width != 1.0:
+        raise ValueError("efficientnet_lite0 has no width multiplier (the ImageNet weights fix it)")
+    backbone = {"type": "efficientnet_lite", "variant": "lite0", "stages": stages, "adjust": adjust,
+                "frozen_stages": frozen_stages}
+    return {"version": SPEC_VERSION, "name": f"efficientnet_lite0_s{stages}", "in_channels": 3,
+            "backbone": backbone, "head": {"type": "xcorr", "out_scale": out_scale,
+                                           "exemplar_crop": exemplar_crop}}
 
 
-def named_spec(name: str, width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
-    """Spec of a registered architecture (``alexnet`` = teacher, ``student``)."""
+ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "student": student_spec,
+                                                     "efficientnet_lite0": efficientnet_lite0_spec}
+
+
+def named_spec(name: str, width: float = 1.0, out_scale: float = 0.001, **options: Any) -> ArchSpec:
+    """Spec of a registered architecture (``alexnet`` = the classic teacher, ``student``,
+    ``efficientnet_lite0``); ``options`` are the builder's own keywords (e.g. ``stages=4``)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name](width=width, out_scale=out_scale)
+    try:
+        return ARCHITECTURES[name](width=width, out_scale=out_scale, **options)
+    except TypeError as exc:
+        raise ValueError(f"architecture {name!r}: {exc}") from None
 
 
 def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255) -> None:
@@ -98,6 +128,11 @@ def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255
     if not isinstance(spec, dict) or "backbone" not in spec:
         raise ValueError("architecture spec must be a dict with a 'backbone' layer list")
     layers = spec["backbone"]
+    if isinstance(layers, dict):  # a registered backbone type, checked by its constructor
+        if layers.get("type") not in BACKBONE_TYPES:
+            raise ValueError(f"unknown backbone type {layers.get('type')!r}; known: "
+                             f"{sorted(BACKBONE_TYPES)} or a list of layer dicts")
+        return
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         raise ValueError(f"architecture spec 'backbone' must be a list of layer dicts, "
                          f"got {type(layers).__name__}")
@@ -114,8 +149,19 @@ def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255
 def build_model(spec: ArchSpec) -> SiamNet:
     """Rebuild the network described by ``spec`` (weights freshly initialised)."""
     validate_spec(spec)
-    backbone = ConvStack(spec["backbone"], in_channels=int(spec.get("in_channels", 3)))
-    head = XCorrHead(out_scale=float(spec.get("head", {}).get("out_scale", 0.001)))
+    layers = spec["backbone"]
+    backbone: nn.Module
+    if isinstance(layers, dict):
+        options = {k: v for k, v in layers.items() if k != "type"}
+        try:
+            backbone = BACKBONE_TYPES[layers["type"]](**options)
+        except TypeError as exc:
+            raise ValueError(f"backbone {layers['type']!r}: {exc}") from None
+    else:
+        backbone = ConvStack(layers, in_channels=int(spec.get("in_channels", 3)))
+    head_spec = spec.get("head", {})
+    head = XCorrHead(out_scale=float(head_spec.get("out_scale", 0.001)),
+                     exemplar_crop=int(head_spec.get("exemplar_crop", 0)))
     net = SiamNet(backbone, head, name=str(spec.get("name", "custom")))
     init_weights(net)
     return net
@@ -123,15 +169,25 @@ def build_model(spec: ArchSpec) -> SiamNet:
 
 def model_spec(net: SiamNet) -> ArchSpec:
     """The plain-dict spec that rebuilds ``net`` (reads the live widths, so pruned nets round-trip)."""
+    if isinstance(net.backbone, EfficientLiteBackbone):
+        return {"version": SPEC_VERSION, "name": net.name, "in_channels": 3,
+                "backbone": net.backbone.spec(), "head": net.head.spec()}
     if not isinstance(net.backbone, ConvStack):
-        raise TypeError("only ConvStack backbones have a spec")
+        raise TypeError("only ConvStack and registered backbones have a spec")
     layers = copy.deepcopy(net.backbone.layer_specs)
     blocks = iter(net.backbone.conv_blocks())
     for layer in layers:
         if layer["type"] == "conv":
             layer["out"] = next(blocks).out_channels
+    head = {"out_scale": net.head.out_scale}
+    if net.head.exemplar_crop:
+        head["exemplar_crop"] = net.head.exemplar_crop
     return {"version": SPEC_VERSION, "name": net.name, "in_channels": net.backbone.in_channels,
-            "backbone": layers, "head": {"out_scale": net.head.out_scale}}
+            "backbone": layers, "head": head}
+
+
+#: ``spec["backbone"]["type"]`` -> constructor (a list of layer dicts builds a :class:`ConvStack`)
+BACKBONE_TYPES: dict[str, Callable[..., nn.Module]] = {"efficientnet_lite": EfficientLiteBackbone}
 
 
 def init_weights(net: nn.Module) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..models.inference import inference_copy
+from ..models.siamese import exemplar_embedding
 
 #: Backends accepted by :class:`~siamtrack.tracking.tracker.SiamFCTracker`.
 BACKENDS = ("torch", "onnxruntime")
@@ -77,7 +78,7 @@ class TorchEngine:
 
     def embed_exemplar(self, z: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
-            return self.net.backbone(self._to_batch(z))
+            return exemplar_embedding(self.net, self._to_batch(z))
 
     def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -27,14 +27,18 @@ from ..config import TrackerConfig, TrainConfig
 from ..models import SiamNet
 from .losses import balanced_logistic_loss
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+#: ``loss_fn(model, z, x, offsets)`` -> ``(loss, stats)``; ``offsets`` ``(B, 2)`` are the targets'
+#: centres relative to the search-crop centre (search pixels), or ``None`` for centred targets
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"],
+                  tuple[torch.Tensor, dict[str, float]]]
 EpochHook = Callable[[int, SiamNet], Mapping[str, float]]
 
 
 def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8) -> LossFn:
     """The plain SiamFC objective: balanced logistic loss on the response map."""
-    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride)
+    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride, offsets)
         return loss, {"loss": float(loss.detach())}
     return loss_fn
 
@@ -98,9 +102,8 @@ class Trainer:
         self.checkpoint_every_s = cfg.checkpoint_every_s
         self.epoch_hook = epoch_hook
         self.show_progress = show_progress and self.env.main
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(param_groups(self.model, cfg.lr, cfg.backbone_lr_scale),
+                                         lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
             self.optimizer, exponential_gamma(cfg.lr, cfg.final_lr, cfg.epochs))
         self.use_amp = cfg.amp and self.env.device.type == "cuda"
@@ -185,13 +188,15 @@ class Trainer:
                           pin_memory=self.env.device.type == "cuda",
                           persistent_workers=False)
 
-    def _step(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
+    def _step(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor | None = None) -> dict[str, float]:
         dev = self.env.device
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         z = z.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+        if offsets is not None:
+            offsets = offsets.to(dev, non_blocking=True)
         with torch.autocast(dev.type, enabled=self.use_amp):
-            loss, stats = self.loss_fn(self.ddp_model, z, x)
+            loss, stats = self.loss_fn(self.ddp_model, z, x, offsets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {self.global_step}: {stats}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -216,8 +221,8 @@ class Trainer:
             bar = tqdm(loader, total=total, initial=self.step_in_epoch, disable=not self.show_progress,
                        desc=f"epoch {self.epoch + 1}/{epochs}", unit="batch", dynamic_ncols=True)
             t_prev = time.time()
-            for z, x in bar:
-                stats = self._step(z, x)
+            for batch in bar:  # (z, x) or (z, x, offsets)
+                stats = self._step(*batch)
                 self.step_in_epoch += 1
                 self.global_step += 1
                 steps_done += 1
@@ -258,6 +263,24 @@ class Trainer:
             last_ckpt = time.time()
         self.net.eval()
         return self.net
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Trainable parameters in SGD groups: ImageNet-initialised layers (modules that expose
+    ``pretrained_parameters()``) at ``lr * backbone_lr_scale``, everything else at ``lr``.
+    The exponential schedule then decays both groups by the same factor."""
+    pretrained: list[nn.Parameter] = []
+    for m in model.modules():
+        if hasattr(m, "pretrained_parameters"):
+            pretrained += list(m.pretrained_parameters())
+    ids = {id(p) for p in pretrained}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest, "lr": lr}]
+    if pretrained and backbone_lr_scale != 1.0:
+        groups.append({"params": pretrained, "lr": lr * backbone_lr_scale})
+    elif pretrained:
+        groups[0]["params"] = rest + pretrained
+    return groups
 
 
 class _ListSampler(Sampler[int]):

