@@ -16,7 +16,8 @@ As a tracker backbone (SiamRPN++ practice):
 * a 1x1 conv + BN ("adjust") maps the features to the correlation width;
 * BatchNorm statistics of the pretrained part stay frozen (``train()`` keeps them in eval mode):
   tracking batches of 8 are too small to re-estimate ImageNet statistics;
-* ``frozen_stages`` leading stages (the stem is stage 0) get no gradient.
+* ``frozen_stages`` leading stages (the stem is stage 0) get no gradient (-1: none);
+  ``freeze_bn=False`` lets every BN train (the from-scratch ablation).
 
 Weights: :func:`load_imagenet` maps the package's ``.pth`` strictly onto the full classifier (every
 tensor used, every shape checked) and returns where it came from (package, version, sha256), which
@@ -123,12 +124,13 @@ class EfficientLiteBackbone(nn.Module):
     """
 
     def __init__(self, variant: str = "lite0", stages: int = 3, adjust: int = 128,
-                 frozen_stages: int = 2) -> None:
+                 frozen_stages: int = 2, freeze_bn: bool = True) -> None:
         super().__init__()
         table = variant_stages(variant)
         if not 3 <= stages <= 5:
             raise ValueError(f"stages must be 3, 4 or 5 (stride 8 up to stage 3, dilated after), got {stages}")
         self.variant, self.num_stages, self.frozen_stages = variant, int(stages), int(frozen_stages)
+        self.freeze_bn = bool(freeze_bn)
         self.stem = _conv_bn(3, STEM_CHANNELS, 3, 2)
         self.stages = nn.Sequential(*_stage_blocks(table, stages, dilate_from=4))
         self.adjust = nn.Sequential(nn.Conv2d(table[stages - 1][3], adjust, 1, bias=False),
@@ -144,8 +146,11 @@ class EfficientLiteBackbone(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """The ``backbone`` entry of the architecture spec (see ``models.siamese``)."""
-        return {"type": "efficientnet_lite", "variant": self.variant, "stages": self.num_stages,
+        spec = {"type": "efficientnet_lite", "variant": self.variant, "stages": self.num_stages,
                 "adjust": self.out_channels, "frozen_stages": self.frozen_stages}
+        if not self.freeze_bn:
+            spec["freeze_bn"] = False
+        return spec
 
     def _freeze(self) -> None:
         for module in list(self.pretrained_modules())[:self.frozen_stages + 1]:
@@ -163,6 +168,8 @@ class EfficientLiteBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> "EfficientLiteBackbone":
         super().train(mode)
+        if not self.freeze_bn:  # e.g. trained from scratch: no ImageNet statistics to keep
+            return self
         for module in self.pretrained_modules():  # frozen BN statistics (SiamRPN++)
             for m in module.modules():
                 if isinstance(m, nn.BatchNorm2d):

