@@ -17,7 +17,7 @@ from siamtrack.data import (BoxFilter, DataWarning, GOT10kSource, OTBSource, Pai
                             PhotoSource, SyntheticSource, crop_affine, make_clip, make_sequence,
                             read_boxes, write_got10k_folder, write_otb_folder)
 from siamtrack.data.synthetic import SyntheticSequence
-from siamtrack.tracking.geometry import crop_square
+from siamtrack.geometry import crop_square
 
 MAGENTA = (255, 0, 255)
 

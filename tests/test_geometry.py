@@ -1,11 +1,11 @@
-"""siamtrack.tracking.geometry: crops land where the box conventions say, IoU and box conversions."""
+"""siamtrack.geometry: crops land where the box conventions say, IoU and box conversions."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from siamtrack.tracking.geometry import (box_to_center, center_to_box, context_size, crop_square,
+from siamtrack.geometry import (box_to_center, center_to_box, context_size, crop_square,
                                          crop_squares, hann_window, iou)
 
 

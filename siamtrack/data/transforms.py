@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..tracking.geometry import box_to_center, context_size
+from ..geometry import box_to_center, context_size
 
 #: A frame reference as the sources hand it out: a file path, an in-memory RGB image, or a
 #: zero-argument callable that renders one (lazy synthetic frames).
