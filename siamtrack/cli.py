@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .errors import OneLineParser, one_line
 
 #: Modules that may contribute sub-commands through ``add_subcommands(subparsers)``.

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from siamtrack.config import DataConfig
 from siamtrack.data import (BoxFilter, DataWarning, GOT10kSource, OTBSource, PairDataset,
                             PhotoSource, SyntheticSource, crop_affine, make_clip, make_sequence,
-                            read_boxes, write_got10k_folder, write_otb_folder)
+                            read_boxes)
+from dataset_writers import write_got10k_folder, write_otb_folder
 from siamtrack.data.synthetic import SyntheticSequence
 from siamtrack.geometry import crop_square
 
