@@ -366,7 +366,8 @@ def test_dataloader_workers_do_not_change_the_pairs(synth_dataset):
     sub = Subset(synth_dataset, range(6))
     plain = [b for b in DataLoader(sub, batch_size=3, num_workers=0)]
     with_workers = [b for b in DataLoader(sub, batch_size=3, num_workers=2)]
-    for (za, xa), (zb, xb) in zip(plain, with_workers):
+    for (za, xa, oa), (zb, xb, ob) in zip(plain, with_workers):
+        assert torch.equal(oa, ob)
         assert torch.equal(za, zb) and torch.equal(xa, xb)
 
 
