@@ -27,8 +27,8 @@ from siamtrack.deploy.artifacts import CALIBRATION_PAIRS, CHECK_PAIRS
 from siamtrack.deploy.crops import default_data_root, sample_crops
 from siamtrack.deploy.export import EXEMPLAR_FILE, SEARCH_FILE, export_onnx
 from siamtrack.deploy.quantize import KEEP_FP32, SEARCH_INT8_FILE, quantize_int8
-from siamtrack.tracking.engines import OrtEngine, require_deploy
-from siamtrack.tracking.tracker import resolve_weights
+from siamtrack.deploy.runtime import OrtEngine, require_deploy
+from siamtrack.weights import resolve_weights
 
 
 def median_ms(engine: OrtEngine, kernel: np.ndarray, x: np.ndarray, runs: int) -> float:

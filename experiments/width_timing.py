@@ -22,7 +22,7 @@ from siamtrack.config import TrackerConfig
 from siamtrack.deploy.export import onnx_graphs
 from siamtrack.models import build_model, init_weights, named_spec
 from siamtrack.models.profile import count_macs
-from siamtrack.tracking.engines import OrtEngine, require_deploy
+from siamtrack.deploy.runtime import OrtEngine, require_deploy
 
 
 def student_with_widths(widths: list[int]):

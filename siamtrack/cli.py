@@ -24,24 +24,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
+from .errors import OneLineParser, one_line
 
 #: Modules that may contribute sub-commands through ``add_subcommands(subparsers)``.
-_PLUGINS = ["siamtrack.evaluation.cli", "siamtrack.deploy.cli"]
+_PLUGINS = ["siamtrack.evaluation.cli", "siamtrack.export_cli"]
 
 BoxRow = tuple[float, float, float, float, float]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with a one-line error (``<program>: error: ...``, exit 2) instead of usage + message.
-
-    Shared by every siamtrack command line (``siamtrack``, ``experiments/train.py``), so a script
-    driving them can rely on one stderr line per failure.
-    """
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        program = self.prog.split()[0]  # sub-parsers are named "siamtrack track"
-        self.exit(2, f"{program}: error: {message} (see '{self.prog} --help')\n")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -96,7 +85,8 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
     """Tracker from ``weights`` or, when not given, the shipped student, else the shipped teacher,
     run by ``backend`` (default: torch, or what a ``@onnx`` / ``@int8`` suffix on ``weights`` says)."""
     from .checkpoint import CheckpointError
-    from .tracking.tracker import PRETRAINED, SiamFCTracker, resolve_weights, weights_search_dirs
+    from .tracking.tracker import SiamFCTracker
+    from .weights import PRETRAINED, resolve_weights, search_dirs
 
     if weights:
         return SiamFCTracker.from_pretrained(weights, device=device, backend=backend)
@@ -107,7 +97,7 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
             continue
         # corrupt files raise, no fallback
         return SiamFCTracker.from_pretrained(name, device=device, backend=backend)
-    dirs = ", ".join(str(d) for d in weights_search_dirs())
+    dirs = ", ".join(str(d) for d in search_dirs())
     raise CheckpointError(
         f"no trained weights are shipped yet ({' / '.join(PRETRAINED.values())} not found in {dirs}); "
         f"train them with `python experiments/train.py --config experiments/teacher.yaml`, set "
@@ -224,7 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``siamtrack demo``: track a generated clip with the shipped weights and score it."""
     from .data.synthetic import make_sequence
     from .io import quiet_opencv_logs
-    from .tracking.geometry import iou
+    from .geometry import iou
 
     quiet_opencv_logs()
     if args.frames < 2:
@@ -308,12 +298,6 @@ def _add_plugins(subparsers: Any) -> None:
         hook: Callable[[Any], None] | None = getattr(module, "add_subcommands", None)
         if callable(hook):
             hook(subparsers)
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when empty)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

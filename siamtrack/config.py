@@ -29,9 +29,8 @@ class TrackerConfig:
     scale_lr: float = 0.59          # damping of the scale update
     scale_penalty: float = 0.9745   # multiplies the responses of the non-unit scales
     window_influence: float = 0.176  # weight of the cosine window
-    response_sz: int = 17           # response map side at 255/127
     response_up: int = 16           # bicubic upsampling factor of the response
-    total_stride: int = 8           # backbone stride
+    # the response side and the stride are properties of the network: siamtrack.models.geometry
 
     def __post_init__(self) -> None:
         if self.scale_num < 1 or self.scale_num % 2 == 0:
@@ -54,12 +53,9 @@ class DataConfig:
         "got10k": 1.0, "otb": 1.0, "photos": 0.3, "synthetic": 0.1})
     pairs_per_epoch: int = 2000
     max_frame_gap: int = 100          # exemplar and search frames at most this far apart
-    exemplar_sz: int = 127
-    instance_sz: int = 255
-    context: float = 0.5
+    # crop sides and context come from TrackerConfig (the pipeline passes ExperimentConfig.tracker)
     stretch: float = 0.05             # random aspect/scale stretch of the crops
     shift: int = 8                    # random crop shift (pixels in the crop)
-    val_pairs: int = 0                # held-out pairs scored each epoch (0: none)
     seed: int = 0
 
 
@@ -142,9 +138,19 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+#: Keys older checkpoints, exports and YAML files hold that are no longer settings, by class: read
+#: and dropped. The network gives the response side and stride (``siamtrack.models.geometry``); the
+#: data reads crop sides and context from ``TrackerConfig``; ``val_pairs`` was never used.
+RETIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "TrackerConfig": ("response_sz", "total_stride"),
+    "DataConfig": ("exemplar_sz", "instance_sz", "context", "val_pairs"),
+}
+
+
 def from_dict(cls: type[T], values: Mapping[str, Any] | None) -> T:
-    """Build dataclass ``cls`` from a (possibly partial, nested) mapping; unknown keys are an error."""
-    values = dict(values or {})
+    """Build dataclass ``cls`` from a (possibly partial, nested) mapping; unknown keys are an error
+    (retired ones, :data:`RETIRED_KEYS`, are dropped so old checkpoints still load)."""
+    values = {k: v for k, v in dict(values or {}).items() if k not in RETIRED_KEYS.get(cls.__name__, ())}
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:

@@ -25,8 +25,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
-from .config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_experiment, to_dict
+from .config import (DataConfig, ExperimentConfig, ModelConfig, TrackerConfig, TrainConfig, load_experiment,
+                     to_dict)
 from .models import SiamNet, build_model, count_parameters, named_spec
+from .training.stages import Stage
 from .training.trainer import DistEnv, Trainer, setup_distributed
 
 STAGES = ("teacher", "distill", "prune", "finetune", "scratch")
@@ -50,9 +52,10 @@ def provenance(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def build_dataset(data_cfg: DataConfig):
+def build_dataset(data_cfg: DataConfig, tracker_cfg: TrackerConfig):
+    """Training pairs from ``data_cfg``'s sources, cut with the tracker's crop sides and context."""
     from .data.pairs import PairDataset  # data stack only when training
-    return PairDataset.from_config(data_cfg)
+    return PairDataset.from_config(data_cfg, tracker_cfg)
 
 
 def evaluate_checkpoint(path: Path, cfg: ExperimentConfig, out_dir: Path) -> dict[str, float]:
@@ -94,6 +97,14 @@ def build_initialised(model: ModelConfig) -> tuple[SiamNet, dict[str, Any]]:
     return net, {"init": {"imagenet": load()}}
 
 
+def stage_registry() -> dict[str, Stage]:
+    """The stages other packages register (through :data:`siamtrack.compress.stages.STAGES`), by name;
+    imported when a run needs them, so a teacher-only run never loads the compression code."""
+    from .compress.stages import STAGES as COMPRESS_STAGES
+
+    return dict(COMPRESS_STAGES)
+
+
 def check_stages(stages: list[str]) -> list[str]:
     """``stages`` unchanged, or a ``ValueError`` naming the unknown ones before anything trains."""
     unknown = [s for s in stages if s not in STAGES]
@@ -119,7 +130,12 @@ class Pipeline:
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
 
-    def _finished(self, stage: str) -> SiamNet | None:
+    def dataset(self, data_cfg: DataConfig):
+        """Training pairs from ``data_cfg``, cut with this run's tracker settings."""
+        return build_dataset(data_cfg, self.cfg.tracker)
+
+    def finished(self, stage: str) -> SiamNet | None:
+        """The stage's network when resuming finds its ``final.pth`` complete, else ``None``."""
         final = self.stage_dir(stage) / "final.pth"
         if self.resume and final.exists():
             net, _, meta = load_model(final)
@@ -140,7 +156,7 @@ class Pipeline:
         cfg = self.cfg
         train_cfg = train_cfg or cfg.train
         torch.manual_seed(train_cfg.seed)
-        trainer = Trainer(model, net, build_dataset(data_cfg or cfg.data), train_cfg,
+        trainer = Trainer(model, net, build_dataset(data_cfg or cfg.data, cfg.tracker), train_cfg,
                           run_dir or self.stage_dir(stage), cfg.tracker, loss_fn=loss_fn,
                           meta=dict(provenance(cfg, stage), **(extra_meta or {})),
                           env=self.env, show_progress=self.show_progress)
@@ -183,7 +199,7 @@ class Pipeline:
             net, _, meta = load_model(cfg.teacher_weights)
             self.results["teacher"] = dict(meta.get("summary", {}), loaded=cfg.teacher_weights)
             return net
-        done = self._finished("teacher")
+        done = self.finished("teacher")
         if done is not None:
             return done
         torch.manual_seed(cfg.train.seed)
@@ -204,8 +220,7 @@ class Pipeline:
             if stage == "teacher":
                 self.nets["teacher"] = self.teacher()
             else:
-                from .compress import stages as compress_stages
-                self.nets[stage] = getattr(compress_stages, stage)(self)
+                self.nets[stage] = stage_registry()[stage](self)
             print(f"[{stage}] done in {time.time() - t0:.0f} s: {self.results.get(stage, {})}", flush=True)
         return self.results
 
@@ -259,7 +274,7 @@ class Pipeline:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from .cli import OneLineParser  # the same one-line errors as the siamtrack command
+    from .errors import OneLineParser  # the same one-line errors as the siamtrack command
 
     parser = OneLineParser(prog="train.py", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -277,7 +292,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _fail(exc: BaseException) -> int:
-    from .cli import one_line
+    from .errors import one_line
 
     print(f"train.py: error: {one_line(exc)}", file=sys.stderr)
     return 2

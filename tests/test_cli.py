@@ -20,6 +20,7 @@ from siamtrack import cli
 from siamtrack.checkpoint import atomic_save, make_checkpoint, save_checkpoint
 from siamtrack.data.synthetic import make_sequence
 from siamtrack.models import build_model, named_spec
+from siamtrack import weights as weights_module
 from siamtrack.tracking import tracker as tracker_module
 
 FRAMES = 12
@@ -187,7 +188,7 @@ def test_demo_with_weights_from_env(files, tmp_path, monkeypatch, capfd) -> None
 
 
 def test_demo_without_weights_exits_2_with_clear_message(tmp_path, monkeypatch, capfd) -> None:
-    monkeypatch.setattr(tracker_module, "weights_search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(weights_module, "search_dirs", lambda: [tmp_path])
     rc = cli.main(["demo", "--output", str(tmp_path / "demo")])
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1

@@ -12,13 +12,29 @@ import numpy as np
 import torch
 
 from siamtrack.checkpoint import load_model, read_checkpoint
-from siamtrack.compress import (DistillModel, masked_forward_equivalent, prune_step, prune_to_widths,
+from siamtrack.compress import (DistillModel, prune_step, prune_to_widths,
                                 prune_units, response_kd_loss, select_keep, hint_loss)
 from siamtrack.compress.distill import distill_loss, matching_taps
 from siamtrack.config import CompressConfig, load_experiment
 from siamtrack.data.synthetic import make_sequence
 from siamtrack.models import build_model, count_parameters, model_spec, named_spec
+from siamtrack.compress.prune import prune_units
 from siamtrack.models.profile import count_macs
+
+
+def masked_forward_equivalent(net, keep):
+    """A full-size copy whose removed channels are zeroed after each block (the 'masked' network),
+    to show that :func:`prune_to_widths` computes exactly what masking computes."""
+    masked = copy.deepcopy(net)
+    backbone = masked.backbone
+    blocks = backbone.conv_blocks()
+    for unit, idx in zip(prune_units(backbone), keep):
+        for b in unit.blocks:
+            mask = torch.zeros(blocks[b].out_channels)
+            mask[idx] = 1.0
+            blocks[b].register_forward_hook(
+                lambda _m, _i, out, m=mask: out * m.to(out.device).view(1, -1, 1, 1))
+    return masked
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from siamtrack.config import DataConfig
 from siamtrack.data import (BoxFilter, DataWarning, GOT10kSource, OTBSource, PairDataset,
                             PhotoSource, SyntheticSource, crop_affine, make_clip, make_sequence,
-                            read_boxes, write_got10k_folder, write_otb_folder)
+                            read_boxes)
+from dataset_writers import write_got10k_folder, write_otb_folder
 from siamtrack.data.synthetic import SyntheticSequence
-from siamtrack.tracking.geometry import crop_square
+from siamtrack.geometry import crop_square
 
 MAGENTA = (255, 0, 255)
 
@@ -365,7 +366,8 @@ def test_dataloader_workers_do_not_change_the_pairs(synth_dataset):
     sub = Subset(synth_dataset, range(6))
     plain = [b for b in DataLoader(sub, batch_size=3, num_workers=0)]
     with_workers = [b for b in DataLoader(sub, batch_size=3, num_workers=2)]
-    for (za, xa), (zb, xb) in zip(plain, with_workers):
+    for (za, xa, oa), (zb, xb, ob) in zip(plain, with_workers):
+        assert torch.equal(oa, ob)
         assert torch.equal(za, zb) and torch.equal(xa, xb)
 
 

@@ -19,8 +19,8 @@ from siamtrack.checkpoint import save_checkpoint
 from siamtrack.cli import main
 from siamtrack.data.synthetic import make_sequence
 from siamtrack.models import build_model, named_spec
-from siamtrack.tracking.engines import BackendUnavailable
-from siamtrack.tracking.tracker import parse_weights, resolve_variant, variant_name
+from siamtrack.deploy.runtime import BackendUnavailable
+from siamtrack.weights import parse_weights, resolve_variant, variant_name
 
 CFG = TrackerConfig()
 
@@ -81,7 +81,7 @@ def test_export_round_trip(exported, clip) -> None:
     assert check["response_max_abs_diff"] < 1e-4 and check["response_max_abs"] > 0.5
     assert "synthetic" in check["data"]
 
-    from siamtrack.tracking.engines import load_exported
+    from siamtrack.deploy.runtime import load_exported
 
     engine, _ = load_exported(out)
     torch_tracker = SiamFCTracker.from_pretrained(ckpt, device="cpu")

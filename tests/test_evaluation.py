@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from siamtrack.checkpoint import save_checkpoint
-from siamtrack.data import SyntheticSequence, make_sequence, write_got10k_folder, write_otb_folder
+from siamtrack.data import SyntheticSequence, make_sequence
+from dataset_writers import write_got10k_folder, write_otb_folder
 from siamtrack.evaluation.baselines import OpenCVTracker, baseline_status, make_baseline, to_int_rect
 from siamtrack.evaluation.experiments import FolderDataset, GOT10kExperiment, OPEExperiment, otb_dataset
 from siamtrack.models.profile import count_macs
@@ -289,3 +290,18 @@ def test_speed_two_models(tmp_path, capsys):
         assert m["macs"] > m["exemplar_macs"] > 0
     assert models["SiamFC-small"]["macs"] > models["SiamFC-smaller"]["macs"]
     assert "exemplar" in capsys.readouterr().out
+
+
+def test_folder_dataset_reads_frames_in_natural_order(tmp_path) -> None:
+    """``benchmark --dataset folder`` and ``track`` order unpadded frame numbers alike: 1, 2, ..., 11
+    (not 1, 10, 11, 2 as plain strings), so frame i meets ground-truth row i."""
+    import cv2
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i in range(1, 12):
+        cv2.imwrite(str(seq / f"{i}.jpg"), np.full((8, 8, 3), i * 20, np.uint8))
+    (seq / "groundtruth.txt").write_text("".join(f"{i},1,4,4\n" for i in range(1, 12)))
+    img_files, anno = FolderDataset(tmp_path)[0]
+    assert [Path(f).name for f in img_files] == [f"{i}.jpg" for i in range(1, 12)]
+    assert anno[:, 0].tolist() == list(range(1, 12))

@@ -1,12 +1,18 @@
-"""siamtrack.tracking.geometry: crops land where the box conventions say, IoU and box conversions."""
+"""siamtrack.geometry: crops land where the box conventions say, IoU and box conversions."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from siamtrack.tracking.geometry import (box_to_center, center_to_box, context_size, crop_square,
+from siamtrack.geometry import (box_to_center, context_size, crop_square,
                                          crop_squares, hann_window, iou)
+
+
+def center_to_box(cbox) -> np.ndarray:
+    """``[cx, cy, w, h]`` -> ``[x, y, w, h]`` (the inverse of ``box_to_center``; only tests need it)."""
+    cx, cy, w, h = (float(v) for v in cbox)
+    return np.array([cx - w / 2.0, cy - h / 2.0, w, h], dtype=np.float64)
 
 
 def gradient_image(h: int = 120, w: int = 160) -> np.ndarray:

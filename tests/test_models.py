@@ -95,3 +95,29 @@ def test_head_grouped_batch_matches_single_exemplar_path() -> None:
         head(z[:, :4], x)
     with pytest.raises(ValueError, match="batch mismatch"):
         head(z[:2], x)
+
+
+@pytest.mark.parametrize("name, side", [("alexnet", 17), ("student", 17), ("efficientnet_lite0", 25)])
+def test_geometry_agrees_with_the_network_and_its_spec(name: str, side: int) -> None:
+    """One source for stride and response size: what the spec says, what the built network says and
+    what a forward pass gives must agree (AlexNet 6x6/22x22 -> 17, padded Lite0 16->8 / 32 -> 25)."""
+    from siamtrack.config import TrackerConfig
+    from siamtrack.models import geometry
+
+    spec = named_spec(name)
+    net = build_model(spec).eval()
+    cfg = TrackerConfig()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, cfg.exemplar_sz, cfg.exemplar_sz),
+                  torch.zeros(1, 3, cfg.instance_sz, cfg.instance_sz))
+    assert geometry(spec) == geometry(net) == (8, side, 0.0)
+    assert out.shape[-1] == side
+
+
+def test_retired_settings_still_load() -> None:
+    """Old checkpoints and YAML files carry response_sz / total_stride / data crop sizes: dropped."""
+    from siamtrack.config import DataConfig, TrackerConfig, from_dict
+
+    cfg = from_dict(TrackerConfig, {"response_sz": 17, "total_stride": 8, "scale_num": 5})
+    assert cfg.scale_num == 5 and not hasattr(cfg, "total_stride")
+    assert from_dict(DataConfig, {"exemplar_sz": 127, "val_pairs": 0}) == DataConfig()

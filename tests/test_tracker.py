@@ -22,8 +22,9 @@ from siamtrack import SiamFCTracker, TrackerConfig, load_model
 from siamtrack.checkpoint import CheckpointError, save_checkpoint
 from siamtrack.data.synthetic import make_sequence, textured_image
 from siamtrack.models import SiamNet, XCorrHead, build_model, model_spec, named_spec
+from siamtrack import weights as weights_module
 from siamtrack.tracking import tracker as tracker_module
-from siamtrack.tracking.geometry import iou
+from siamtrack.geometry import iou
 
 
 class PixelEmbedding(nn.Module):
@@ -261,7 +262,7 @@ def test_from_pretrained_round_trip(tmp_path, monkeypatch, clip, student_net) ->
 
 
 def test_missing_named_weights_say_what_to_do(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(tracker_module, "weights_search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(weights_module, "search_dirs", lambda: [tmp_path])
     with pytest.raises(CheckpointError, match=r"no teacher weights found.*train.*pass a checkpoint path"):
         SiamFCTracker.from_pretrained("teacher", device="cpu")
 

@@ -12,7 +12,7 @@ from siamtrack import SiamFCTracker
 from siamtrack.checkpoint import read_checkpoint
 from siamtrack.data import make_clip
 from siamtrack.models import count_parameters
-from siamtrack.tracking import iou
+from siamtrack.geometry import iou
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED = sorted(WEIGHTS.glob("*.pth"))

@@ -248,21 +248,3 @@ def prune_step(net: SiamNet, target_macs: float, criterion: Criterion = "bn",
         if per_frame_macs(best, scale_num) > target_macs:
             raise ValueError(f"cannot reach {target_macs:.3g} MACs per frame by channel pruning alone")
     return best
-
-
-def masked_forward_equivalent(net: SiamNet, keep: Sequence[torch.Tensor]) -> SiamNet:
-    """A full-size copy whose removed channels are zeroed after each block (the 'masked' network).
-
-    Used by tests to show that :func:`prune_to_widths` computes exactly what masking computes.
-    """
-    import copy
-    masked = copy.deepcopy(net)
-    backbone = _backbone(masked)
-    blocks = backbone.conv_blocks()
-    for unit, idx in zip(prune_units(backbone), keep):
-        for b in unit.blocks:
-            mask = torch.zeros(blocks[b].out_channels)
-            mask[idx] = 1.0
-            blocks[b].register_forward_hook(
-                lambda _m, _i, out, m=mask: out * m.to(out.device).view(1, -1, 1, 1))
-    return masked

@@ -1,6 +1,7 @@
 """Student stages of the training pipeline: ``distill``, ``prune``, ``finetune`` and the ``scratch``
-ablation. Each takes the :class:`~siamtrack.pipeline.Pipeline` (config, resume flag, results and the
-networks of earlier stages) and returns the stage's network; all of them write
+ablation. Each takes the run's :class:`~siamtrack.training.stages.StageContext` (config, resume flag,
+results and the networks of earlier stages; the pipeline implements it) and returns the stage's
+network; :data:`STAGES` is what the pipeline registers; all of them write
 ``<run>/<stage>/final.pth`` and a summary row (cost and accuracy) into ``pipeline.results``.
 
 Evidence that each technique earns its place comes from two extra rows:
@@ -11,21 +12,18 @@ epochs as the distilled one).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..checkpoint import load_model, save_checkpoint
-from ..models import SiamNet, build_model, model_spec, named_spec
+from ..models import SiamNet, build_model, geometry, model_spec, named_spec
 from ..training.losses import balanced_logistic_loss
+from ..training.stages import Stage, StageContext
 from .distill import DistillModel, distill_loss
 from .prune import per_frame_macs, prune_step, taylor_importance
 
-if TYPE_CHECKING:
-    from ..pipeline import Pipeline
 
-
-def _net(p: "Pipeline", stage: str) -> SiamNet:
+def _net(p: StageContext, stage: str) -> SiamNet:
     """The network a finished earlier stage produced (this run, or its ``final.pth`` on disk)."""
     if stage in p.nets:
         return p.nets[stage]
@@ -37,19 +35,18 @@ def _net(p: "Pipeline", stage: str) -> SiamNet:
     return load_model(final)[0]
 
 
-def _loss(p: "Pipeline"):
-    t = p.cfg.train
-    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, p.cfg.tracker.total_stride)
+def _loss(p: StageContext, net: SiamNet):
+    """The distillation loss; labels use ``net``'s stride (the student's, read from the network)."""
+    t, crops = p.cfg.train, p.cfg.tracker
+    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geometry(net, crops.exemplar_sz, crops.instance_sz).stride)
 
 
-def _few_pairs(p: "Pipeline", count: int):
+def _few_pairs(p: StageContext, count: int):
     """The first ``count`` training pairs of the run's data (for statistics, not for training)."""
-    from ..pipeline import build_dataset
-
-    return build_dataset(replace(p.cfg.data, pairs_per_epoch=count))
+    return p.dataset(replace(p.cfg.data, pairs_per_epoch=count))
 
 
-def _distill_model(p: "Pipeline", student: SiamNet, teacher: SiamNet, crops: int = 64) -> DistillModel:
+def _distill_model(p: StageContext, student: SiamNet, teacher: SiamNet, crops: int = 64) -> DistillModel:
     """Student + frozen teacher with hint adapters fitted by least squares on ``crops`` search crops
     of the stage's data (not left random: see :mod:`.distill`)."""
     model = DistillModel(student, teacher, p.cfg.compress.hint_layers)
@@ -61,19 +58,19 @@ def _distill_model(p: "Pipeline", student: SiamNet, teacher: SiamNet, crops: int
     return model
 
 
-def distill(p: "Pipeline") -> SiamNet:
+def distill(p: StageContext) -> SiamNet:
     """Train the student from scratch with teacher supervision (response + hints + ground truth)."""
-    done = p._finished("distill")
+    done = p.finished("distill")
     if done is not None:
         return done
     cc = p.cfg.compress
     torch.manual_seed(p.cfg.train.seed)
     student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale))
     model = _distill_model(p, student, _net(p, "teacher"))
-    return p.train_stage("distill", model, student, _loss(p))
+    return p.train_stage("distill", model, student, _loss(p, student))
 
 
-def _taylor_scores(p: "Pipeline", net: SiamNet, batches: int = 4):
+def _taylor_scores(p: StageContext, net: SiamNet, batches: int = 4):
     if p.cfg.compress.prune_criterion != "taylor":
         return None
     loader = torch.utils.data.DataLoader(_few_pairs(p, batches * p.cfg.train.batch_size),
@@ -82,12 +79,12 @@ def _taylor_scores(p: "Pipeline", net: SiamNet, batches: int = 4):
     return taylor_importance(net.train(), loader, lambda out: balanced_logistic_loss(out, r_pos))
 
 
-def prune(p: "Pipeline") -> SiamNet:
+def prune(p: StageContext) -> SiamNet:
     """Prune the distilled student to ``compress.prune_macs`` per frame in ``prune_steps`` steps,
     distilling for ``step_pairs`` pairs after each; also records the one-shot, no-fine-tune ablation."""
     if p.resume and (p.stage_dir("prune") / "final.pth").exists():
-        p._finished("prune_oneshot")          # its row belongs in the resumed run's table too
-    done = p._finished("prune")
+        p.finished("prune_oneshot")          # its row belongs in the resumed run's table too
+    done = p.finished("prune")
     if done is not None:
         return done
     cc = p.cfg.compress
@@ -110,28 +107,28 @@ def prune(p: "Pipeline") -> SiamNet:
             continue
         target = start * (cc.prune_macs / start) ** (k / cc.prune_steps)
         net = prune_step(net, target, cc.prune_criterion, _taylor_scores(p, net), scales, cc.prune_round_to)
-        net, meta = p.fit("prune", _distill_model(p, net, teacher), net, _loss(p),
+        net, meta = p.fit("prune", _distill_model(p, net, teacher), net, _loss(p, net),
                           train_cfg=step_cfg, data_cfg=step_data, run_dir=step_dir,
                           extra_meta={"prune_step": k, "target_macs": target})
         save_checkpoint(step_dir / "final.pth", net, p.cfg.tracker, meta)
     return p.finish_stage("prune", net, meta)
 
 
-def finetune(p: "Pipeline") -> SiamNet:
+def finetune(p: StageContext) -> SiamNet:
     """Distil the pruned student further at a low learning rate."""
-    done = p._finished("finetune")
+    done = p.finished("finetune")
     if done is not None:
         return done
     cc = p.cfg.compress
     net = _net(p, "prune")
     cfg = replace(p.cfg.train, epochs=cc.finetune_epochs, lr=cc.finetune_lr, final_lr=cc.finetune_lr / 10)
     return p.train_stage("finetune", _distill_model(p, net, _net(p, "teacher")), net,
-                         _loss(p), train_cfg=cfg)
+                         _loss(p, net), train_cfg=cfg)
 
 
-def scratch(p: "Pipeline") -> SiamNet:
+def scratch(p: StageContext) -> SiamNet:
     """Ablation: the final student architecture trained on ground truth only, no teacher."""
-    done = p._finished("scratch")
+    done = p.finished("scratch")
     if done is not None:
         return done
     final_stage = next(s for s in ("finetune", "prune", "distill") if s in p.nets or
@@ -140,3 +137,7 @@ def scratch(p: "Pipeline") -> SiamNet:
     net = build_model(model_spec(_net(p, final_stage)))
     epochs = p.cfg.train.epochs + p.cfg.compress.finetune_epochs
     return p.train_stage("scratch", net, net, train_cfg=replace(p.cfg.train, epochs=epochs))
+
+
+#: The stages this package adds to the pipeline, by name (in the order they may run).
+STAGES: dict[str, Stage] = {"distill": distill, "prune": prune, "finetune": finetune, "scratch": scratch}

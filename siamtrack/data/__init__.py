@@ -1,5 +1,5 @@
-"""Training data: sequence sources, still photos, synthetic clips and SiamFC pair sampling."""
-from .layouts import write_got10k_folder, write_otb_folder
+"""Training data: sequence sources, still photos, synthetic clips and SiamFC pair sampling.
+Imports: config, geometry, layouts (never tracking or models)."""
 from .pairs import PairDataset, PairInfo
 from .photos import PhotoAugment, PhotoSource, photo_pair
 from .sources import (BoxFilter, DataWarning, GOT10kSource, OTBSource, SequenceRecord,
@@ -12,5 +12,4 @@ __all__ = [
     "PhotoAugment", "PhotoSource", "SequenceRecord", "SequenceSource", "SyntheticClip",
     "SyntheticSequence", "SyntheticSource", "crop_affine", "load_image", "make_clip",
     "make_sequence", "photo_pair", "read_boxes", "target_crop", "textured_image",
-    "write_got10k_folder", "write_otb_folder",
 ]

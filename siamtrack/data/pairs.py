@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
+from ..config import DataConfig, TrackerConfig
 from .photos import PhotoAugment, PhotoSource, photo_pair
 from .sources import (BoxFilter, GOT10kSource, OTBSource, SequenceSource, SyntheticSource,
                       warn_data)
@@ -128,17 +128,19 @@ class PairDataset(Dataset):
         return used
 
     @classmethod
-    def from_config(cls, cfg: DataConfig, *, box_filter: BoxFilter | None = None,
+    def from_config(cls, cfg: DataConfig, crops: TrackerConfig | None = None, *, box_filter: BoxFilter | None = None,
                     got10k_subset: str = "train", synthetic_frames: int = 48,
                     **kwargs) -> "PairDataset":
         """Build the sources ``cfg`` lists (GOT-10k roots, OTB roots, photos json files, synthetic
-        clips) and mix them with ``cfg.weights``. ``kwargs`` override constructor arguments (e.g.
-        ``pairs_per_epoch=cfg.val_pairs`` for a validation set, ``gray_prob``, ``color``).
+        clips) and mix them with ``cfg.weights``; crop sides and context come from the tracker's
+        settings ``crops``, so training sees the crops tracking makes. ``kwargs`` override
+        constructor arguments (e.g. ``gray_prob``, ``color``).
 
         A GOT-10k root may be the GOT-10k root (its ``got10k_subset`` split is used) or a folder
         of sequences directly, e.g. ``.../got10k/val``.
         """
         bf = box_filter or BoxFilter()
+        crops = crops if crops is not None else TrackerConfig()
         sources: list[SequenceSource] = []
         sources += [GOT10kSource(r, got10k_subset, bf) for r in cfg.got10k_roots]
         sources += [OTBSource(r, bf) for r in cfg.otb_roots]
@@ -147,7 +149,7 @@ class PairDataset(Dataset):
             sources.append(SyntheticSource(cfg.synthetic, seed=cfg.seed,
                                            num_frames=synthetic_frames, box_filter=bf))
         args = dict(pairs_per_epoch=cfg.pairs_per_epoch, max_frame_gap=cfg.max_frame_gap,
-                    exemplar_sz=cfg.exemplar_sz, instance_sz=cfg.instance_sz, context=cfg.context,
+                    exemplar_sz=crops.exemplar_sz, instance_sz=crops.instance_sz, context=crops.context,
                     stretch=cfg.stretch, shift=cfg.shift, seed=cfg.seed)
         args.update(kwargs)
         return cls(sources, cfg.weights, **args)

@@ -37,7 +37,7 @@ from .transforms import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from ..layouts import IMAGE_EXTENSIONS, list_images
 
 
 class DataWarning(UserWarning):
@@ -222,11 +222,6 @@ def image_size(frame: Frame) -> tuple[int, int] | None:
     return None if img is None else (img.shape[1], img.shape[0])
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
-
-
 def _match_frames(name: str, files: list[Path], count: int, folder: Path,
                   pattern: str, by_number: bool = True) -> tuple[list[Frame], np.ndarray]:
     """Pair ``count`` ground-truth rows with image files; returns ``(frames, present)``.
@@ -388,7 +383,7 @@ class GOT10kSource(SequenceSource):
         name = folder.name
         boxes = read_boxes(folder / "groundtruth.txt", name)
         n = len(boxes)
-        frames, present = _match_frames(name, _list_images(folder), n, folder, "{:08d}.jpg")
+        frames, present = _match_frames(name, list_images(folder), n, folder, "{:08d}.jpg")
         valid = present.copy()
 
         absence = read_label(folder / "absence.label", name, n)
@@ -486,7 +481,7 @@ class OTBSource(SequenceSource):
         name, folder, gt = self.entries[i]
         boxes = read_boxes(gt, name)
         boxes[:, :2] -= 1.0  # OTB is 1-based
-        files = _list_images(folder / "img")
+        files = list_images(folder / "img")
         special = self.SPECIAL_RANGES.get(folder.name.lower())
         if special is not None and len(files) >= special[1]:
             files = files[special[0] - 1:special[1]]

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..tracking.geometry import box_to_center, context_size
+from ..geometry import box_to_center, context_size
 
 #: A frame reference as the sources hand it out: a file path, an in-memory RGB image, or a
 #: zero-argument callable that renders one (lazy synthetic frames).
@@ -54,7 +54,7 @@ def crop_affine(image: np.ndarray, center: Sequence[float], size: float | Sequen
                 interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Cut a (possibly stretched and rotated) square around ``center`` into ``out_size`` pixels.
 
-    The generalisation of :func:`siamtrack.tracking.geometry.crop_square` (same pixel convention,
+    The generalisation of :func:`siamtrack.geometry.crop_square` (same pixel convention,
     identical result when ``size`` is a scalar and ``angle`` is 0) that training augmentation needs:
     ``size = (sx, sy)`` is the source extent of the crop along its own x and y axes, and ``angle``
     (degrees) rotates the crop window about ``center`` (the sign is irrelevant to augmentation). One

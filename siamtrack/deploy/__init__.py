@@ -1,7 +1,7 @@
-"""Deployment: ONNX export of the two tracking graphs, int8 quantization, cached exports.
+"""Deployment: ONNX export of the two tracking graphs, int8 quantization, cached exports, and the
+onnxruntime engine that runs them (:mod:`.runtime`). Imports: models, checkpoint, config, data.
 
-Needs the ``deploy`` extra (``pip install -e '.[deploy]'``: onnx, onnxruntime). The runtime side, the
-onnxruntime engine the tracker uses, lives in :mod:`siamtrack.tracking.engines`.
+Needs the ``deploy`` extra (``pip install -e '.[deploy]'``: onnx, onnxruntime).
 """
 from .artifacts import cached_export, export_checkpoint
 from .export import export_onnx, onnx_graphs

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_model, sha256_file
-from ..tracking.engines import FORMAT_VERSION, MANIFEST, require_deploy
+from .runtime import FORMAT_VERSION, MANIFEST, require_deploy
 from .crops import default_data_root, sample_crops
 from .export import export_onnx
 from .quantize import DEFAULT_KEEP_FP32, DEFAULT_REDUCE_RANGE, INT8_RECIPE, quantize_int8

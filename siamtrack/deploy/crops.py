@@ -29,13 +29,11 @@ class Crops:
 def default_data_root() -> Path | None:
     """The GOT-10k-layout data root: ``$SIAMTRACK_DATA`` when set, else ``../shared/data/got10k`` next
     to the repository or the current folder; ``None`` when absent (generated clips are used then)."""
-    import siamtrack
-
     env = os.environ.get("SIAMTRACK_DATA")
     if env:  # authoritative when set, so a deployment (or a test) can opt out of the shared data
         candidates = [Path(env).expanduser()]
     else:
-        candidates = [Path(siamtrack.__file__).resolve().parents[2] / "shared" / "data" / "got10k",
+        candidates = [Path(__file__).resolve().parents[3] / "shared" / "data" / "got10k",
                       Path.cwd().parent / "shared" / "data" / "got10k"]
     return next((c for c in candidates if c.is_dir()), None)
 

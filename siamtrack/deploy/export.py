@@ -35,7 +35,7 @@ from ..models.heads import XCorrHead
 from ..models.inference import fuse_conv_bn
 from ..models.profile import count_macs
 from ..models.siamese import exemplar_embedding
-from ..tracking.engines import FORMAT_VERSION, MANIFEST, OrtEngine
+from .runtime import FORMAT_VERSION, MANIFEST, OrtEngine
 from .crops import Crops
 
 OPSET = 17

@@ -26,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from ..config import TrackerConfig
-from ..tracking.engines import OrtEngine, read_manifest
+from .runtime import OrtEngine, read_manifest
 from .crops import Crops
 from .export import EXEMPLAR_FILE, SEARCH_FILE, compare_with_torch, write_manifest
 

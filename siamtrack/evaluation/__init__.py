@@ -1,4 +1,5 @@
 """Benchmarks and profiling: the got10k experiments run offline, OpenCV baselines, speed and MACs.
+Imports: tracking, weights, deploy, data, models, checkpoint, layouts, errors (never cli or pipeline).
 
 Modules (each small, imported on demand by the ``siamtrack benchmark`` / ``speed`` sub-commands):
 
@@ -6,7 +7,7 @@ Modules (each small, imported on demand by the ``siamtrack benchmark`` / ``speed
   toolkit's own numbers (AO, SR0.5, SR0.75, success AUC, precision, fps);
 * :mod:`.baselines`: one adapter around OpenCV trackers (MIL, KCF, CSRT, NanoTrack, vitTrack);
 * :mod:`.benchmark`: parallel runs, result reuse, report; :mod:`.report`, :mod:`.plots`: outputs;
-* :mod:`.speed`: latency per ``update``; :mod:`.profile`: MACs per tracked frame (``count_macs``).
+* :mod:`.speed`: latency per ``update``; MACs per tracked frame come from :mod:`siamtrack.models.profile` (``count_macs``).
 
 Importing this package stays cheap (the main ``siamtrack`` command imports :mod:`.cli` to register
 its sub-commands); :mod:`.plots` selects matplotlib's Agg backend only when a benchmark draws.

@@ -75,7 +75,7 @@ class TrackerSpec:
         """The files the tracker runs: the checkpoint, or the exported graphs of its precision."""
         if self.backend == "torch":
             return [Path(self.source)]
-        from ..tracking.engines import read_manifest
+        from ..deploy.runtime import read_manifest
 
         models = read_manifest(self.source)["models"][self.precision]
         return [Path(self.source) / models["exemplar"], Path(self.source) / models["search"]]
@@ -106,21 +106,16 @@ def learned_spec(text: str, device: str | None = None) -> TrackerSpec:
     cached, so worker processes only load the graphs.
     """
     from ..checkpoint import read_checkpoint
-    from ..tracking.engines import load_exported
-    from ..tracking.tracker import is_export_folder, resolve_variant, variant_name
+    from ..deploy.runtime import load_exported
+    from ..weights import resolve
 
-    path, backend, precision = resolve_variant(text)
-    folder = path
-    if backend == "torch":
-        read_checkpoint(path)  # a corrupt file fails now, not in a worker halfway through the run
+    r = resolve(text)  # exports (and caches) a checkpoint asked for on onnxruntime
+    if r.backend == "torch":
+        read_checkpoint(r.source)  # a corrupt file fails now, not in a worker halfway through the run
     else:
-        if not is_export_folder(path):
-            from ..deploy.artifacts import cached_export
-
-            folder = cached_export(path, precision)
-        load_exported(folder, precision)  # missing graphs or onnxruntime fail now, with the fix
-    return TrackerSpec(name=variant_name(text, path, backend, precision), kind="siamfc",
-                       source=str(folder.resolve()), device=device, backend=backend, precision=precision)
+        load_exported(r.source, r.precision)  # missing graphs or onnxruntime fail now, with the fix
+    return TrackerSpec(name=r.name, kind="siamfc", source=str(r.source.resolve()), device=device,
+                       backend=r.backend, precision=r.precision)
 
 
 def baseline_spec(key: str, files: Mapping[str, str | None]) -> TrackerSpec:

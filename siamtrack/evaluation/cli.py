@@ -134,7 +134,7 @@ def run_speed(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point with the same error handling as ``siamtrack``'s."""
-    from ..cli import OneLineParser, one_line  # the main command's parser and error format
+    from ..errors import OneLineParser, one_line  # the main command's parser and error format
 
     parser = OneLineParser(prog="siamtrack")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)

@@ -29,8 +29,9 @@ import numpy as np
 from got10k.datasets import OTB
 from got10k.experiments import ExperimentGOT10k, ExperimentOTB
 
+from ..layouts import list_images
+
 Metrics = dict[str, Any]
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @contextlib.contextmanager
@@ -131,7 +132,7 @@ class FolderDataset:
             index = self.seq_names.index(index)
         seq_dir = Path(self.seq_dirs[index])
         img_dir = seq_dir / "img" if (seq_dir / "img").is_dir() else seq_dir
-        img_files = sorted(str(p) for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        img_files = [str(p) for p in list_images(img_dir)]  # natural order, as `siamtrack track`
         anno = read_boxes(self.anno_files[index])
         absence = seq_dir / "absence.label"
         if absence.is_file() and img_dir == seq_dir:

@@ -50,7 +50,7 @@ def _static(spec: Any, tracker: Any) -> dict[str, Any]:
     """MACs, parameters and file size: counted on the torch net, or read from the export's JSON
     (an exported folder has no torch net; the counts were taken at export)."""
     from ..models import count_parameters
-    from ..tracking.engines import read_manifest
+    from ..deploy.runtime import read_manifest
 
     cfg = tracker.cfg
     if tracker.net is not None:

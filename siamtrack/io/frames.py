@@ -20,7 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+from ..layouts import IMAGE_EXTENSIONS, natural_key
 
 
 _QUIET = False
@@ -67,11 +67,6 @@ def _quiet_stderr_fd() -> Iterator[None]:
 def _open_capture(target: str | int) -> cv2.VideoCapture:
     with _quiet_stderr_fd():
         return cv2.VideoCapture(target)
-
-
-def _natural_key(path: Path) -> list[object]:
-    # "2.jpg" before "10.jpg": frame folders are often numbered without zero padding
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
 class FrameSource:
@@ -161,7 +156,7 @@ class ImageFolderSource(FrameSource):
         if not folder.is_dir():
             raise FileNotFoundError(f"image folder not found: {folder}")
         self.files = sorted((p for p in folder.iterdir()
-                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
         if not self.files:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
         self.frame_count = len(self.files)

@@ -117,6 +117,10 @@ class ConvStack(nn.Module):
     def conv_blocks(self) -> list[ConvBlock]:
         return [m for m in self.layers if isinstance(m, ConvBlock)]
 
+    def feature_size(self, size: int) -> int:
+        """Side of the output map for a square input of side ``size`` (see :func:`output_size`)."""
+        return output_size(self.layer_specs, size)
+
     @property
     def stride(self) -> int:
         s = 1

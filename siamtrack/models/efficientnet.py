@@ -123,6 +123,14 @@ class EfficientLiteBackbone(nn.Module):
     head's job (:class:`~siamtrack.models.heads.XCorrHead`'s ``exemplar_crop``).
     """
 
+    stride = 8  # stages after the third dilate instead of striding
+
+    @staticmethod
+    def feature_size(size: int) -> int:
+        """Side of the output map for a square input of side ``size``: ``ceil(size / 8)`` (padded
+        convolutions), whatever the options; a static method so a spec answers without a network."""
+        return -(-int(size) // EfficientLiteBackbone.stride)
+
     def __init__(self, variant: str = "lite0", stages: int = 3, adjust: int = 128,
                  frozen_stages: int = 2, freeze_bn: bool = True) -> None:
         super().__init__()
@@ -137,7 +145,7 @@ class EfficientLiteBackbone(nn.Module):
                                     nn.BatchNorm2d(adjust))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.in_channels, self.out_channels, self.stride = 3, int(adjust), 8
+        self.in_channels, self.out_channels = 3, int(adjust)
         self._freeze()
 
     def load_imagenet(self) -> dict[str, Any]:

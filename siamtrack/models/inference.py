@@ -7,10 +7,18 @@ Training and checkpoints use the plain network; the tracker runs a rewritten cop
 * weights and activations go ``channels_last`` on CPU, where oneDNN's convolutions and, above all,
   max-pooling are several times faster than in NCHW for these small networks (measured in the
   commit that added this module).
+
+It also holds the :class:`Engine` interface the tracking loop talks to and its PyTorch
+implementation, :class:`TorchEngine` (the onnxruntime one lives in :mod:`siamtrack.deploy.runtime`).
+An engine takes the tracker's crops as they come out of ``crop_squares`` (planar RGB ``uint8``
+``(N, 3, H, W)`` batches) and owns everything after that: dtype, device and the network itself.
 """
 from __future__ import annotations
 
 import copy
+from typing import Any, Protocol
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -37,3 +45,49 @@ def inference_copy(net: nn.Module, device: torch.device | str = "cpu") -> nn.Mod
     if torch.device(device).type == "cpu":
         fast = fast.to(memory_format=torch.channels_last)
     return fast.eval()
+
+
+#: Backends an engine may be (``Engine.backend``).
+BACKENDS = ("torch", "onnxruntime")
+
+
+class Engine(Protocol):
+    """The network side of the tracking loop.
+
+    * ``embed_exemplar(z)``: ``(1, 3, ez, ez)`` uint8 -> the exemplar embedding (opaque to the
+      tracker, computed once at ``init``);
+    * ``respond(kernel, x)``: ``(S, 3, iz, iz)`` uint8 -> ``(S, r, r)`` float32 numpy logits.
+    """
+
+    backend: str
+
+    def embed_exemplar(self, z: np.ndarray) -> Any: ...
+
+    def respond(self, kernel: Any, x: np.ndarray) -> np.ndarray: ...
+
+
+class TorchEngine:
+    """PyTorch eager on ``device`` with a fused (conv+BN), ``channels_last`` copy of ``net``."""
+
+    backend = "torch"
+    precision = "fp32"
+
+    def __init__(self, net: nn.Module, device: torch.device) -> None:
+        self.device = device
+        self.net = inference_copy(net, device)
+
+    def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
+        """``(N, 3, H, W)`` uint8 -> float 0..255 on the device (the net's contract)."""
+        return torch.from_numpy(crops).to(self.device, non_blocking=True).float()
+
+    def embed_exemplar(self, z: np.ndarray) -> torch.Tensor:
+        from .siamese import exemplar_embedding
+
+        with torch.inference_mode():
+            return exemplar_embedding(self.net, self._to_batch(z))
+
+    def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.net.head(kernel, self.net.backbone(self._to_batch(x)))
+        # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
+        return out[:, 0].float().cpu().numpy()

@@ -6,7 +6,7 @@ network (channel widths after pruning included), so a checkpoint never depends o
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -191,6 +191,67 @@ def model_spec(net: SiamNet) -> ArchSpec:
 
 #: ``spec["backbone"]["type"]`` -> constructor (a list of layer dicts builds a :class:`ConvStack`)
 BACKBONE_TYPES: dict[str, Callable[..., nn.Module]] = {"efficientnet_lite": EfficientLiteBackbone}
+
+
+class Geometry(NamedTuple):
+    """Where the response map sits in the search crop: properties of the network, not settings.
+
+    ``stride``: search pixels per response cell; ``response_sz``: side of the response map;
+    ``offset``: the target centre's displacement (search pixels, both axes) from the search-crop
+    centre when the peak is the response map's centre cell (0 for the shipped networks).
+    """
+
+    stride: int
+    response_sz: int
+    offset: float
+
+
+def _feature_size(backbone: Any, size: int, in_channels: int) -> int:
+    """Backbone output side for a ``size`` input: its ``feature_size`` if it has one, else a probe."""
+    if hasattr(backbone, "feature_size"):
+        return int(backbone.feature_size(size))
+    param = next(backbone.parameters(), None)
+    probe = torch.zeros(1, in_channels, size, size, device=param.device if param is not None else "cpu")
+    with torch.no_grad():
+        return int(backbone(probe).shape[-1])
+
+
+def geometry(net_or_spec: nn.Module | ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255) -> Geometry:
+    """Stride, response side and offset of a network (a :class:`SiamNet`-like module or its spec)
+    for ``exemplar_sz`` / ``instance_sz`` crops.
+
+    The exemplar map, centre-cropped to the head's ``exemplar_crop`` (padded backbones), slides over
+    the search map: ``response_sz = search side - kernel side + 1`` (AlexNet: 6x6 / 22x22 -> 17;
+    EfficientNet-Lite0: 16x16 cropped to 8, 32x32 -> 25). The tracker, the training labels and the
+    export read these numbers here, so a new backbone cannot disagree with a stored setting.
+    """
+    if isinstance(net_or_spec, dict):
+        layers = net_or_spec["backbone"]
+        if isinstance(layers, dict):
+            cls = BACKBONE_TYPES[layers["type"]]
+            stride, size = int(cls.stride), cls.feature_size
+        else:
+            stride = 1
+            for layer in layers:
+                stride *= int(layer.get("s", 1))
+            size = lambda n: output_size(layers, n)  # noqa: E731
+        crop = int(net_or_spec.get("head", {}).get("exemplar_crop", 0))
+    else:
+        backbone = net_or_spec.backbone
+        in_ch = int(getattr(backbone, "in_channels", 3))
+        size = lambda n: _feature_size(backbone, n, in_ch)  # noqa: E731
+        stride = getattr(backbone, "stride", None)
+        crop = int(getattr(net_or_spec.head, "exemplar_crop", 0))
+    zs, xs = size(exemplar_sz), size(instance_sz)
+    if stride is None or not isinstance(stride, int):  # a custom backbone: what its maps say
+        stride = round((instance_sz - exemplar_sz) / max(1, xs - zs))
+    kernel = crop if 0 < crop < zs else zs
+    response = xs - kernel + 1
+    if response <= 0:
+        raise ValueError(f"search feature map ({xs}) smaller than the exemplar kernel ({kernel})")
+    first = (zs - kernel) // 2  # first exemplar cell the head keeps
+    offset = ((response - 1) / 2 - first) * stride + (exemplar_sz - instance_sz) / 2
+    return Geometry(stride, response, float(offset))
 
 
 def init_weights(net: nn.Module) -> None:

@@ -8,8 +8,10 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
           ─► normalise, cosine window ─► peak ─► new centre and size
 
-The network runs in an engine (:mod:`.engines`): PyTorch eager (``backend="torch"``) or ONNX Runtime
-(``backend="onnxruntime"``), the loop around it is the same.
+The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
+(``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
+Which engine and which files is :mod:`siamtrack.weights`' business; :meth:`SiamFCTracker.from_pretrained`
+only asks it. Stride, response size and offset are read from the network (:func:`siamtrack.models.geometry`).
 
 The class subclasses :class:`got10k.trackers.Tracker`, so ``tracker.track(img_files, box)`` and the
 got10k experiments work unchanged. Boxes are ``[x, y, w, h]`` float pixels (0-based, continuous) and
@@ -27,117 +29,10 @@ import numpy as np
 import torch
 from got10k.trackers import Tracker
 
-from ..config import TrackerConfig, from_dict
-from .engines import (BACKENDS, MANIFEST, PRECISIONS, Engine, OrtEngine, TorchEngine, load_exported,
-                      require_deploy)
-from .geometry import context_size, crop_squares, hann_window
-
-#: Names accepted by :meth:`SiamFCTracker.from_pretrained` and the files they resolve to.
-PRETRAINED = {"teacher": "siamfc_teacher.pth", "student": "siamfc_student.pth"}
-
-#: ``WEIGHTS@VARIANT`` suffixes: the engine and precision a weights string asks for.
-VARIANTS = {"torch": ("torch", "fp32"), "onnx": ("onnxruntime", "fp32"), "int8": ("onnxruntime", "int8")}
-
-
-def weights_search_dirs() -> list[Path]:
-    """Folders searched for named weights, in order: ``$SIAMTRACK_WEIGHTS``, the repo's ``weights/``,
-    ``./weights``. The environment variable comes first so a deployment can point at its own copy."""
-    dirs: list[Path] = []
-    env = os.environ.get("SIAMTRACK_WEIGHTS")
-    if env:
-        dirs.append(Path(env).expanduser())
-    import siamtrack  # local import: the package imports this module
-
-    dirs.append(Path(siamtrack.__file__).resolve().parents[1] / "weights")
-    dirs.append(Path.cwd() / "weights")
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
-
-
-def parse_weights(text: str | os.PathLike[str]) -> tuple[str, str | None, str | None]:
-    """``"student@int8"`` -> ``("student", "onnxruntime", "int8")``; no suffix -> ``(text, None, None)``.
-
-    The suffix (``@torch``, ``@onnx``, ``@int8``) lets one string name a model and how it runs, so
-    ``--weights``, ``siamtrack speed --weights`` and ``siamtrack benchmark --trackers`` take variants
-    without options of their own. Only a known suffix is split off (paths may contain ``@``).
-    """
-    key = str(text)
-    source, sep, variant = key.rpartition("@")
-    if sep and source and variant in VARIANTS:
-        return (source, *VARIANTS[variant])
-    return key, None, None
-
-
-def variant_name(text: str | os.PathLike[str], path: Path, backend: str, precision: str) -> str:
-    """Display / results-folder name: ``SiamFC-student``, ``SiamFC-student-onnx``, ``SiamFC-student-int8``
-    (an export folder ``deploy/student``: ``SiamFC-student``, ``SiamFC-student-int8``)."""
-    source = parse_weights(text)[0]
-    base = f"SiamFC-{source}" if source in PRETRAINED else f"SiamFC-{path.stem if path.is_file() else path.name}"
-    if precision == "int8":
-        return base + "-int8"
-    # an export folder's name already says what it is
-    return base + "-onnx" if backend != "torch" and path.is_file() else base
-
-
-def is_export_folder(path: Path) -> bool:
-    return path.is_dir() and (path / MANIFEST).is_file()
-
-
-def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
-    """Path of named weights (``teacher`` / ``student``), of an explicit file or of an exported
-    ONNX folder (one holding ``siamtrack.json``).
-
-    Raises :class:`~siamtrack.checkpoint.CheckpointError` (a ``ValueError``) saying what to do when
-    nothing is found, because a missing weights file is the first thing a new user meets.
-    """
-    from ..checkpoint import CheckpointError
-
-    key = str(name_or_path)
-    if key in PRETRAINED:
-        searched = [d / PRETRAINED[key] for d in weights_search_dirs()]
-        for candidate in searched:
-            if candidate.is_file():
-                return candidate
-        where = ", ".join(str(p) for p in searched)
-        raise CheckpointError(
-            f"no {key} weights found (looked for {where}); train them with "
-            f"`python experiments/train.py --config experiments/{key}.yaml`, set SIAMTRACK_WEIGHTS "
-            f"to a folder holding {PRETRAINED[key]}, or pass a checkpoint path")
-    path = Path(key).expanduser()
-    if not (path.is_file() or is_export_folder(path)):
-        raise CheckpointError(f"weights file not found: {path} (pass 'teacher', 'student', the "
-                              f"path of a .pth checkpoint written by siamtrack or a folder written "
-                              f"by `siamtrack export`)")
-    return path
-
-
-def resolve_variant(text: str | os.PathLike[str], backend: str | None = None,
-                    precision: str | None = None) -> tuple[Path, str, str]:
-    """``(weights path or exported folder, backend, precision)`` for a weights string.
-
-    ``backend`` / ``precision`` win over the string's suffix; without either, exported folders and
-    int8 run on onnxruntime, checkpoints on torch. Impossible pairs are a ``ValueError``.
-    """
-    source, suffix_backend, suffix_precision = parse_weights(text)
-    path = resolve_weights(source)
-    exported = is_export_folder(path)
-    precision = precision or suffix_precision or "fp32"
-    backend = backend or suffix_backend or ("onnxruntime" if exported or precision == "int8" else "torch")
-    if backend not in BACKENDS or precision not in PRECISIONS:
-        raise ValueError(f"unknown backend {backend!r} or precision {precision!r} (backends: "
-                         f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})")
-    if backend == "torch" and (exported or precision != "fp32"):
-        raise ValueError(f"{text}: {'an exported folder' if exported else 'int8'} runs on backend "
-                         f"'onnxruntime', not 'torch'")
-    return path, backend, precision
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
+from ..config import TrackerConfig
+from ..geometry import context_size, crop_squares, hann_window
+from ..models import geometry
+from ..models.inference import Engine, TorchEngine
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
     """Validate an input frame and return it as a C-contiguous RGB ``uint8`` ``(H, W, 3)`` array.
@@ -205,7 +100,7 @@ class SiamFCTracker(Tracker):
 
     ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
     ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
-    ``deploy`` extra). ``net`` may also be a ready :class:`~.engines.Engine` (e.g. exported graphs
+    ``deploy`` extra). ``net`` may also be a ready :class:`~siamtrack.models.inference.Engine` (e.g. exported graphs
     loaded by :meth:`from_pretrained`); ``self.net`` is then ``None``.
 
     Invariants, whatever the network outputs or the inputs were: the box is finite, its centre
@@ -233,12 +128,13 @@ class SiamFCTracker(Tracker):
 
     def __init__(self, net: torch.nn.Module | Engine, config: TrackerConfig | None = None,
                  device: str | torch.device | None = None, name: str = "SiamFC",
-                 meta: dict[str, Any] | None = None, backend: str = "torch") -> None:
+                 meta: dict[str, Any] | None = None, backend: str = "torch",
+                 arch: dict[str, Any] | None = None) -> None:
         super().__init__(name, is_deterministic=True)
         self.cfg = config if config is not None else TrackerConfig()
         self.meta: dict[str, Any] = dict(meta or {})
         self.weights_path: Path | None = None
-        self.arch: dict[str, Any] | None = None
+        self.arch: dict[str, Any] | None = arch
         self.net: torch.nn.Module | None = None
         self.export_folder: Path | None = None  # set when the graphs come from an exported folder
         if hasattr(net, "embed_exemplar") and hasattr(net, "respond"):
@@ -247,16 +143,29 @@ class SiamFCTracker(Tracker):
             if device is not None and torch.device(device) != self.device:
                 raise ValueError(f"this {self.engine.backend} engine runs on {self.device}, not {device}")
         elif hasattr(net, "backbone") and hasattr(net, "head"):
-            default = _default_device() if backend == "torch" else torch.device("cpu")
-            self.device = torch.device(device) if device is not None else default
-            self.net = self._prepare_net(net, backend)  # type: ignore[arg-type]
+            from ..weights import engine_for
+
+            self.engine = engine_for(net, self.cfg, backend, device)  # type: ignore[arg-type]
+            self.device = getattr(self.engine, "device", torch.device("cpu"))
+            self.net = net  # type: ignore[assignment]
+            try:
+                from ..models import model_spec
+
+                self.arch = model_spec(net)  # type: ignore[arg-type]
+            except (TypeError, AttributeError):
+                pass  # a custom backbone without a spec still tracks
         else:
             raise TypeError("net must have .backbone(x) and .head(z, x) (see siamtrack.models.SiamNet) "
-                            "or be an engine with .embed_exemplar / .respond (siamtrack.tracking.engines)")
+                            "or be an engine with .embed_exemplar / .respond (siamtrack.models.inference)")
         self.backend = self.engine.backend
         self.precision: str = getattr(self.engine, "precision", "fp32")
         # the torch engine's fused (conv+BN), channels_last copy: same outputs, fewer passes
         self.inference_net = self.engine.net if isinstance(self.engine, TorchEngine) else None
+        # stride, response side and offset: properties of the network, not settings
+        described = self.net if self.net is not None else self.arch or self.inference_net
+        if described is None:
+            raise ValueError("an engine without its network needs arch= (the spec) for the response geometry")
+        self.geometry = geometry(described, self.cfg.exemplar_sz, self.cfg.instance_sz)
 
         n = self.cfg.scale_num
         self.scale_factors = self.cfg.scale_step ** np.linspace(-(n // 2), n // 2, n)
@@ -270,69 +179,27 @@ class SiamFCTracker(Tracker):
         self.avg_color = np.zeros(3)
         self.score = 1.0
 
-    def _prepare_net(self, net: torch.nn.Module, backend: str) -> torch.nn.Module:
-        """Move ``net`` to the device, build the engine that runs it and read its spec."""
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
-        net = net.to(self.device).eval()
-        if backend == "torch":
-            self.engine = TorchEngine(net, self.device)
-        else:
-            if self.device.type != "cpu":
-                raise ValueError(f"backend 'onnxruntime' runs on the CPU here, not on {self.device}; "
-                                 f"pass device='cpu' (--device cpu)")
-            require_deploy("onnxruntime")
-            require_deploy("onnx")
-            from ..deploy.export import onnx_graphs  # the export only when this backend is asked for
-
-            self.engine = OrtEngine(*onnx_graphs(net, self.cfg))
-        try:
-            from ..models import model_spec
-
-            self.arch = model_spec(net)  # type: ignore[arg-type]
-        except (TypeError, AttributeError):
-            pass  # a custom backbone without a spec still tracks
-        return net
-
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "student",
                         device: str | torch.device | None = None, name: str | None = None,
                         backend: str | None = None, precision: str | None = None) -> "SiamFCTracker":
         """Tracker from shipped weights (``"teacher"`` / ``"student"``), a checkpoint path or a folder
-        written by ``siamtrack export``, optionally with a variant suffix (:func:`parse_weights`):
-        ``"student@onnx"`` (onnxruntime, fp32), ``"student@int8"`` (onnxruntime, int8 search graph).
+        written by ``siamtrack export``, optionally with a variant suffix: ``"student@onnx"``
+        (onnxruntime, fp32), ``"student@int8"`` (onnxruntime, int8 search graph).
 
-        ``backend`` / ``precision`` say the same as the suffix (they win over it). Checkpoints run on
-        onnxruntime are exported once into a cache keyed by their hash
-        (:func:`siamtrack.deploy.cached_export`); an int8 export calibrates on the shared GOT-10k
-        training crops when present, on generated clips otherwise. The saved
-        :class:`TrackerConfig` is used, so settings tuned with the weights travel with them.
+        A thin wrapper around :func:`siamtrack.weights.load`, which knows the files, the export
+        cache and the suffixes; the saved :class:`TrackerConfig` comes with the weights.
         Missing files raise ``CheckpointError`` saying what to do.
         """
-        path, backend, precision = resolve_variant(name_or_path, backend, precision)
-        if name is None:
-            name = variant_name(name_or_path, path, backend, precision)
-        if backend == "torch":
-            from ..checkpoint import load_model
+        from ..weights import load
 
-            net, cfg, meta = load_model(path)
-            tracker = cls(net, cfg, device=device, name=name, meta=meta)
-        else:
-            require_deploy("onnxruntime")
-            folder = path
-            if not is_export_folder(path):
-                from ..deploy.artifacts import cached_export
-
-                folder = cached_export(path, precision)
-            engine, manifest = load_exported(folder, precision)
-            cfg = from_dict(TrackerConfig, manifest["tracker"])
-            tracker = cls(engine, cfg, device=device, name=name, meta=manifest.get("meta"))
-            tracker.arch = manifest.get("arch")
-            tracker.export_folder = Path(folder)
-        tracker.weights_path = path
+        loaded = load(name_or_path, device=device, backend=backend, precision=precision, name=name)
+        tracker = cls(loaded.engine, loaded.config, device=device, name=loaded.resolved.name,
+                      meta=loaded.meta, arch=loaded.arch)
+        tracker.net = loaded.net
+        tracker.export_folder = loaded.export_folder
+        tracker.weights_path = loaded.resolved.path
         return tracker
 
     # ------------------------------------------------------------------ helpers
@@ -390,7 +257,7 @@ class SiamFCTracker(Tracker):
         z_sz = context_size(*self.target_sz, self.cfg.context)
         z = crop_squares(img, self.center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
         self._kernel = self.engine.embed_exemplar(z)
-        self._weighted_window(self.cfg.response_sz * self.cfg.response_up)  # warm the cache
+        self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
 
     def update(self, image: Any) -> np.ndarray:
@@ -407,8 +274,9 @@ class SiamFCTracker(Tracker):
         best, loc, side, score = self._locate(maps)
         row, col = divmod(loc, side)
         factor = float(self.scale_factors[best])
+        stride, offset = self.geometry.stride, self.geometry.offset
         disp = (np.array([col, row], dtype=np.float64) - (side - 1) / 2.0)
-        disp = disp * cfg.total_stride / cfg.response_up * x_sz * factor / cfg.instance_sz
+        disp = (disp * stride / cfg.response_up + offset) * x_sz * factor / cfg.instance_sz
         self.center = self.center + disp
         self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
         self._clamp(img.shape[0], img.shape[1])

@@ -24,14 +24,13 @@ from tqdm import tqdm
 from ..checkpoint import (CheckpointError, atomic_save, make_checkpoint, read_checkpoint,
                           remove_stale_temporaries)
 from ..config import TrackerConfig, TrainConfig
-from ..models import SiamNet
+from ..models import SiamNet, geometry
 from .losses import balanced_logistic_loss
 
 #: ``loss_fn(model, z, x, offsets)`` -> ``(loss, stats)``; ``offsets`` ``(B, 2)`` are the targets'
 #: centres relative to the search-crop centre (search pixels), or ``None`` for centred targets
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"],
                   tuple[torch.Tensor, dict[str, float]]]
-EpochHook = Callable[[int, SiamNet], Mapping[str, float]]
 
 
 def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8) -> LossFn:
@@ -87,7 +86,7 @@ class Trainer:
     def __init__(self, model: nn.Module, net: SiamNet, dataset: Dataset, cfg: TrainConfig,
                  run_dir: str | Path, tracker_cfg: TrackerConfig | None = None,
                  loss_fn: LossFn | None = None, meta: Mapping[str, Any] | None = None,
-                 env: DistEnv | None = None, epoch_hook: EpochHook | None = None, show_progress: bool = True) -> None:
+                 env: DistEnv | None = None, show_progress: bool = True) -> None:
         self.cfg = cfg
         self.env = env or setup_distributed()
         self.run_dir = Path(run_dir)
@@ -97,10 +96,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dataset = dataset
         self.tracker_cfg = tracker_cfg or TrackerConfig()
-        self.loss_fn = loss_fn or siamfc_loss(cfg.r_pos, cfg.r_neg, self.tracker_cfg.total_stride)
+        # labels in search pixels need the network's stride, not a setting that may disagree with it
+        stride = geometry(net, self.tracker_cfg.exemplar_sz, self.tracker_cfg.instance_sz).stride
+        self.loss_fn = loss_fn or siamfc_loss(cfg.r_pos, cfg.r_neg, stride)
         self.meta = dict(meta or {})
         self.checkpoint_every_s = cfg.checkpoint_every_s
-        self.epoch_hook = epoch_hook
         self.show_progress = show_progress and self.env.main
         self.optimizer = torch.optim.SGD(param_groups(self.model, cfg.lr, cfg.backbone_lr_scale),
                                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -252,9 +252,6 @@ class Trainer:
             self.scheduler.step()
             record: dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"],
                                       "wall_s": round(self.wall_s, 1)}
-            if self.epoch_hook is not None and self.env.main:
-                self.net.eval()
-                record.update(self.epoch_hook(self.epoch, self.net))
             self.history.append(record)
             if self.env.main:
                 with open(log_path, "a", encoding="utf-8") as fh:

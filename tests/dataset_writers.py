@@ -1,4 +1,4 @@
-"""Write sequences to disk in GOT-10k and OTB layouts (test fixtures, demo data, exports).
+"""Write sequences to disk in GOT-10k and OTB layouts (test fixtures; only the tests write datasets).
 
 The GOT-10k writer produces everything the ``got10k`` toolkit (0.1.3) reads for a ``train``/``val``
 subset: ``list.txt``, 8-digit JPEG frames, ``groundtruth.txt``, ``absence.label``, ``cover.label``,
@@ -13,7 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .synthetic import SyntheticSequence
+from siamtrack.data.synthetic import SyntheticSequence
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:

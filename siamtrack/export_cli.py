@@ -1,4 +1,7 @@
-"""The ``export`` sub-command: a checkpoint to ONNX graphs (and int8) a tracker can load as is."""
+"""The ``export`` sub-command: a checkpoint to ONNX graphs (and int8) a tracker can load as is.
+
+A plugin of :mod:`siamtrack.cli` at the command-line layer (it resolves ``--weights`` through
+:mod:`siamtrack.weights`, which sits above :mod:`siamtrack.deploy`)."""
 from __future__ import annotations
 
 import argparse
@@ -43,8 +46,8 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..tracking.tracker import resolve_weights
-    from .artifacts import CALIBRATION_PAIRS, export_checkpoint
+    from .deploy.artifacts import CALIBRATION_PAIRS, export_checkpoint
+    from .weights import resolve_weights
 
     pairs = args.calibration_pairs if args.calibration_pairs is not None else CALIBRATION_PAIRS
     if pairs < 3:

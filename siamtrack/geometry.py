@@ -23,12 +23,6 @@ def box_to_center(box: Sequence[float]) -> np.ndarray:
     return np.array([x + w / 2.0, y + h / 2.0, w, h], dtype=np.float64)
 
 
-def center_to_box(cbox: Sequence[float]) -> np.ndarray:
-    """``[cx, cy, w, h]`` -> ``[x, y, w, h]``."""
-    cx, cy, w, h = (float(v) for v in cbox)
-    return np.array([cx - w / 2.0, cy - h / 2.0, w, h], dtype=np.float64)
-
-
 def context_size(w: float, h: float, context: float = 0.5) -> float:
     """Side of SiamFC's square exemplar region: ``sqrt((w + p)(h + p))`` with ``p = context (w + h)``."""
     p = context * (w + h)

@@ -1,31 +1,21 @@
-"""Engines: what runs the network inside the tracking loop, so one loop serves PyTorch and ONNX Runtime.
+"""The onnxruntime engine for exported graphs, and the folder format ``siamtrack export`` writes.
 
-An engine takes the tracker's crops as they come out of ``crop_squares`` (planar RGB ``uint8``
-``(N, 3, H, W)`` batches) and owns everything after that: dtype, device and the network itself.
-
-* ``embed_exemplar(z)``: ``(1, 3, 127, 127)`` uint8 -> the exemplar embedding (opaque to the
-  tracker, computed once at ``init``);
-* ``respond(kernel, x)``: ``(S, 3, 255, 255)`` uint8 -> ``(S, 17, 17)`` float32 numpy logits.
-
-:class:`TorchEngine` is the PyTorch path (a fused, ``channels_last`` copy of the net);
 :class:`OrtEngine` runs two ONNX graphs (exemplar branch; search branch + xcorr head, which takes
-the embedding as its second input) with onnxruntime, an optional dependency.
+the embedding as its second input) with onnxruntime, an optional dependency. It has the interface
+of :class:`siamtrack.models.inference.Engine`: ``embed_exemplar(z)`` on ``(1, 3, 127, 127)`` uint8
+planar crops, ``respond(kernel, x)`` on ``(S, 3, 255, 255)`` ones -> ``(S, r, r)`` float32 logits.
+:mod:`siamtrack.weights` hands it to the tracker.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..models.inference import inference_copy
-from ..models.siamese import exemplar_embedding
-
-#: Backends accepted by :class:`~siamtrack.tracking.tracker.SiamFCTracker`.
-BACKENDS = ("torch", "onnxruntime")
 
 #: The JSON an exported folder holds next to its ONNX graphs (see :mod:`siamtrack.deploy.export`).
 MANIFEST = "siamtrack.json"
@@ -51,40 +41,6 @@ def require_deploy(module: str) -> Any:
     except ImportError as exc:
         raise BackendUnavailable(f"ONNX export and the onnxruntime backend need the {module} package, "
                                  f"which is not installed; install the deploy extra: {DEPLOY_HINT}") from exc
-
-
-class Engine(Protocol):
-    """The network side of the tracking loop (see the module docstring)."""
-
-    backend: str
-
-    def embed_exemplar(self, z: np.ndarray) -> Any: ...
-
-    def respond(self, kernel: Any, x: np.ndarray) -> np.ndarray: ...
-
-
-class TorchEngine:
-    """PyTorch eager on ``device`` with a fused (conv+BN), ``channels_last`` copy of ``net``."""
-
-    backend = "torch"
-
-    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
-        self.device = device
-        self.net = inference_copy(net, device)
-
-    def _to_batch(self, crops: np.ndarray) -> torch.Tensor:
-        """``(N, 3, H, W)`` uint8 -> float 0..255 on the device (the net's contract)."""
-        return torch.from_numpy(crops).to(self.device, non_blocking=True).float()
-
-    def embed_exemplar(self, z: np.ndarray) -> torch.Tensor:
-        with torch.inference_mode():
-            return exemplar_embedding(self.net, self._to_batch(z))
-
-    def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.net.head(kernel, self.net.backbone(self._to_batch(x)))
-        # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
-        return out[:, 0].float().cpu().numpy()
 
 
 class OrtEngine:
@@ -133,6 +89,11 @@ class OrtEngine:
     def respond(self, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
         self._ensure_sessions()
         return self._sessions[1].run(None, {"x": np.ascontiguousarray(x), "kernel": kernel})[0]
+
+
+def is_export_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder written by ``siamtrack export`` (it holds ``siamtrack.json``)."""
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
