@@ -317,8 +317,8 @@ def cmd_track(args: argparse.Namespace) -> int:
             desc=source.name, show=args.show, overwrite=args.overwrite)
         damage = source.damage_report()
     if damage:
-        print(f"siamtrack: warning: {args.source}: {damage} (their rows in {boxes_path} are NaN)",
-              file=sys.stderr)
+        print(f"siamtrack: warning: {args.source}: {damage} (frames lost before the last decoded one "
+              f"have NaN rows in {boxes_path})", file=sys.stderr)
     n_upd = len(rows) - 1
     ms = f"{1000 * update_s / n_upd:.1f} ms/frame" if n_upd else "no updates"
     status, stop = "tracked", ""

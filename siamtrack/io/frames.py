@@ -138,21 +138,23 @@ class _CaptureSource(FrameSource):
 
         When a read fails before the container's claimed ``frame_count``, reading goes on (at most
         :data:`MAX_FAILED_READS` failures in a row, and never more than the frames still claimed):
-        FFmpeg resumes at the next decodable frame. Its timestamp gives its true number, so the
-        numbers skip the lost frames; ``unreadable`` counts every claimed frame not decoded (also
+        FFmpeg resumes at the next decodable frame. From the first failure on, each frame's
+        timestamp gives its true number (FFmpeg also drops frames it cannot decode without a
+        failed read), so the numbers skip the lost frames; ``unreadable`` counts every claimed frame not decoded (also
         those of a video that just ends early) and ``first_unreadable`` is the first lost number.
         """
         claimed = getattr(self, "frame_count", None)
         self.decoded, self.unreadable, self.first_unreadable = 0, 0, None
-        index, failed = 0, 0  # index: number of the next frame
+        index, failed, damaged = 0, 0, False  # index: number of the next frame
         while True:
             ok, bgr = self._cap.read()
             if not ok or bgr is None:
                 failed += 1
                 if claimed is None or index >= claimed or failed > min(MAX_FAILED_READS, claimed - index):
                     break
+                damaged = True
                 continue
-            if failed and self.fps:  # after damage: place the frame by its timestamp
+            if damaged and self.fps:  # after damage the decoder may drop frames: place by timestamp
                 stamp = int(round(self._cap.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000.0))
                 if claimed is not None:
                     stamp = min(stamp, claimed - 1)
