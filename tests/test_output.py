@@ -246,12 +246,12 @@ def test_existing_outputs_need_overwrite_and_no_video_writes_boxes_only(files, t
 
 
 def test_corner_box_warning(files, tmp_path, capfd):
-    # corners 65,48 -> 95,72 given as x1,y1,x2,y2: w=95 runs past the 160 px frame from x=65
-    rc = cli.main(["track", str(files["video"]), "--box", "65,48,95,72", "--weights", str(files["weights"]),
+    # corners 100,48 -> 130,72 given as x1,y1,x2,y2: w=130 runs past the 160 px frame from x=100
+    rc = cli.main(["track", str(files["video"]), "--box", "100,48,130,72", "--weights", str(files["weights"]),
                    "--device", "cpu", "--no-video", "--boxes", str(tmp_path / "b.txt"), "--max-frames", "2"])
     err = capfd.readouterr().err
-    assert rc == 0 and "siamtrack: warning: --box 65,48,95,72 runs past the 160x120 frame" in err
-    assert "pass --box 65,48,30,24" in err
+    assert rc == 0 and "siamtrack: warning: --box 100,48,130,72 runs past the 160x120 frame" in err
+    assert "pass --box 100,48,30,24" in err
     assert cli.main(["track", str(files["video"]), "--box", BOX, "--weights", str(files["weights"]),
                      "--no-video", "--boxes", str(tmp_path / "c.txt"), "--max-frames", "2"]) == 0
     assert "warning" not in capfd.readouterr().err
@@ -306,12 +306,16 @@ def test_benchmark_sequence_missing_from_list(short_gt, files, tmp_path, capfd):
 def test_one_tracker_in_two_threads_raises_two_trackers_work(files):
     seq = files["seq"]
     trackers = [SiamFCTracker.from_pretrained(str(files["weights"]), device="cpu") for _ in range(2)]
-    expected = trackers[0].track(seq.frames[:8], seq.boxes[0])[0]  # got10k: init + updates
 
+    def follow(tracker: SiamFCTracker) -> np.ndarray:
+        tracker.init(seq.frames[0], seq.boxes[0])
+        return np.array([tracker.update(f) for f in seq.frames[1:8]])
+
+    expected = follow(trackers[0])
     results: list[object] = [None, None]
 
     def run(k: int) -> None:
-        results[k] = trackers[k].track(seq.frames[:8], seq.boxes[0])[0]
+        results[k] = follow(trackers[k])
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
     for t in threads:
