@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -112,44 +112,128 @@ def _fps_text(frames: int, seconds: float) -> str:
     return f"{frames / seconds:.1f}" if frames and seconds > 0 else "n/a"
 
 
-def _track_stream(tracker: Any, frames: Any, first: np.ndarray, box: Sequence[float],
-                  video_path: Path | None, boxes_path: Path, fps: float | None, total: int | None,
-                  max_frames: int | None, desc: str, show: bool = False,
-                  truth: np.ndarray | None = None) -> tuple[list[BoxRow], float, bool]:
-    """Track ``first`` + ``frames``, writing rows and the annotated video as it goes.
+def corner_box_hint(box: Sequence[float], width: int, height: int) -> str | None:
+    """A warning when ``x,y,w,h`` runs past the frame but reads well as corners ``x1,y1,x2,y2``."""
+    x, y, w, h = (float(v) for v in box)
+    if (x + w > width or y + h > height) and x < w <= width and y < h <= height:
+        return (f"--box {x:g},{y:g},{w:g},{h:g} runs past the {width}x{height} frame; if you meant "
+                f"corners x1,y1,x2,y2, pass --box {x:g},{y:g},{w - x:g},{h - y:g}")
+    return None
 
-    Outputs are flushed frame by frame, so Ctrl-C keeps everything tracked so far. Returns
-    ``(rows, seconds spent in update, interrupted)``.
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP end a run between frames, like Ctrl-C: the loop sees ``signum``
+    and stops, outputs are closed whole. A second signal raises ``KeyboardInterrupt`` (a stuck run
+    can still be stopped), except while outputs are being finalised (``finalising``).
+
+    Handlers are installed only in the main thread (Python allows no other); elsewhere this is a no-op.
     """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.finalising = False
+        self._saved: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and not self.finalising:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                num = getattr(signal, name, None)
+                if num is not None:
+                    self._saved[num] = signal.signal(num, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for num, handler in self._saved.items():
+            signal.signal(num, handler)
+        self._saved.clear()
+
+    @property
+    def exit_code(self) -> int:
+        """128 + signal number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+        return 128 + (self.signum or 2)
+
+
+def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first: np.ndarray,
+                  box: Sequence[float], video_path: Path | None, boxes_path: Path, fps: float | None,
+                  total: int | None, max_frames: int | None, desc: str, show: bool = False,
+                  truth: np.ndarray | None = None, overwrite: bool = False) -> tuple[list[BoxRow], float, int]:
+    """Track ``first`` + ``frames`` (``(frame number, frame)`` pairs), writing rows and the video.
+
+    Outputs are locked, written to temporary files and renamed into place at the end, including an
+    end by Ctrl-C / SIGTERM / SIGHUP (every row so far is kept). A frame number skipped by the
+    source (undecodable) gets a NaN row and a black video frame, so row k is always frame k. A
+    failed write raises a one-line ``OSError`` naming the file; the rows before it are kept.
+    Returns ``(rows, seconds spent in update, exit code)``: 0, or 128 + the signal that stopped it.
+    """
+    import contextlib
+
     import cv2
     from tqdm import tqdm
 
     from .io import AnnotatedVideoWriter, draw_box
+    from .io.output import OutputLock, RowFile, check_output_path
 
     tracker.init(first, box)  # validates the box against the frame before any file is written
-    boxes_path.parent.mkdir(parents=True, exist_ok=True)
+    outputs = [(video_path, "video", True)] if video_path is not None else []
+    outputs.append((boxes_path, "boxes", False))
+    for path, what, is_video in outputs:  # say what is wrong with a path before touching any
+        check_output_path(path, what, overwrite, video=is_video)
     rows: list[BoxRow] = [(*(float(v) for v in box), 1.0)]  # type: ignore[list-item]
-    update_s, interrupted = 0.0, False
+    update_s = 0.0
     label = getattr(tracker, "name", None)
-    writer = AnnotatedVideoWriter(video_path, fps=fps) if video_path is not None else None
     gt_colour = (255, 64, 64)
+    nan_row: BoxRow = (math.nan,) * 5  # type: ignore[assignment]
 
-    with open(boxes_path, "w", encoding="utf-8") as fh:
-        def emit(frame: np.ndarray, row: BoxRow, index: int) -> None:
-            fh.write(_format_row(row[:4], row[4]))
-            fh.flush()
+    with contextlib.ExitStack() as stack:
+        for path, what, is_video in outputs:
+            stack.enter_context(OutputLock(path, what))
+            check_output_path(path, what, overwrite, video=is_video)  # a run that ended meanwhile
+        writer = None
+        if video_path is not None:
+            writer = AnnotatedVideoWriter(video_path, fps=fps)
+            writer.open(first.shape[1], first.shape[0])  # before the boxes file: no 1-row leftovers
+            if writer.note:
+                print(f"siamtrack: note: {writer.note}", file=sys.stderr)
+        try:
+            rows_file = RowFile(boxes_path)
+        except OSError:
             if writer is not None:
+                writer.close(keep=False)
+            raise
+
+        def emit(frame: np.ndarray | None, row: BoxRow, index: int) -> None:
+            if writer is not None:  # video first: its write can fail silently, the rows' cannot
                 extra = [(truth[index], gt_colour)] if truth is not None and index < len(truth) else []
-                writer.write(frame, row[:4], score=row[4], label=label, extra_boxes=extra)
-            if show:
+                writer.write(first * 0 if frame is None else frame, row[:4], score=row[4], label=label,
+                             extra_boxes=extra)
+            rows_file.write(_format_row(row[:4], row[4]))
+            if show and frame is not None:
                 cv2.imshow("siamtrack", cv2.cvtColor(draw_box(frame, row[:4], row[4], label=label),
                                                      cv2.COLOR_RGB2BGR))
 
+        signals = stack.enter_context(StopSignals())
+        code, failure = 0, None
         bar = tqdm(total=total, initial=1, unit="frame", desc=desc, dynamic_ncols=True)
         try:
             emit(first, rows[0], 0)
-            for frame in frames:
-                if max_frames and len(rows) >= max_frames:
+            for index, frame in frames:
+                while len(rows) < index and not (max_frames and len(rows) >= max_frames):
+                    rows.append(nan_row)  # frames the source could not decode
+                    emit(None, nan_row, len(rows) - 1)
+                    bar.update(1)
+                if (max_frames and len(rows) >= max_frames) or signals.signum:
                     break
                 t0 = time.perf_counter()
                 out = tracker.update(frame)
@@ -158,17 +242,32 @@ def _track_stream(tracker: Any, frames: Any, first: np.ndarray, box: Sequence[fl
                 emit(frame, rows[-1], len(rows) - 1)
                 bar.update(1)
                 bar.set_postfix(fps=_fps_text(len(rows) - 1, update_s), refresh=False)
-                if show and (cv2.waitKey(1) & 0xFF) in (27, ord("q")):
+                if signals.signum or (show and (cv2.waitKey(1) & 0xFF) in (27, ord("q"))):
                     break
         except KeyboardInterrupt:
-            interrupted = True
+            signals.signum = signals.signum or 2
+        except OSError as exc:
+            failure = exc
         finally:
+            signals.finalising = True
             bar.close()
-            if writer is not None:
-                writer.close()
             if show:
                 cv2.destroyAllWindows()
-    return rows, update_s, interrupted
+        if signals.signum:
+            code = signals.exit_code
+        # finalise: the rows written are whole in any case; the video only if every frame got in
+        kept = rows_file.rows
+        try:
+            if writer is not None:
+                writer.close(keep=failure is None)
+        except OSError as exc:
+            failure = exc
+        rows_file.commit()
+        if failure is not None:
+            video_note = "" if writer is None else "; no video written"
+            rows_note = f"{kept} whole rows kept in {boxes_path}" if kept else "no rows written"
+            raise OSError(f"{failure}; stopped with {rows_note}{video_note}")
+    return rows, update_s, code
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -188,30 +287,46 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
     with open_source(args.source) as source:
         tracker = load_tracker(args.weights, args.device, args.backend)
-        frames = iter(source)
-        first = next(frames, None)
+        frames = source.indexed()
+        first = next(frames, (0, None))[1]
         if first is None:
             raise ValueError(f"no frames in {args.source}")
         if box is None:
             box = select_box(first)
-        video_path = Path(args.output) if args.output else Path.cwd() / f"{source.name}_tracked.mp4"
+        hint = corner_box_hint(box, first.shape[1], first.shape[0])
+        if hint:
+            print(f"siamtrack: warning: {hint}", file=sys.stderr)
+        video_path = None if args.no_video else (
+            Path(args.output) if args.output else Path.cwd() / f"{source.name}_tracked.mp4")
         boxes_path = Path(args.boxes) if args.boxes else Path.cwd() / f"{source.name}_boxes.txt"
         total = source.frame_count
         if args.max_frames:
             total = min(total, args.max_frames) if total else args.max_frames
-        rows, update_s, interrupted = _track_stream(
+        rows, update_s, code = _track_stream(
             tracker, frames, first, box, video_path, boxes_path, source.fps, total, args.max_frames,
-            desc=source.name, show=args.show)
+            desc=source.name, show=args.show, overwrite=args.overwrite)
+        damage = source.damage_report()
+    if damage:
+        print(f"siamtrack: warning: {args.source}: {damage} (frames lost before the last decoded one "
+              f"have NaN rows in {boxes_path})", file=sys.stderr)
     n_upd = len(rows) - 1
     ms = f"{1000 * update_s / n_upd:.1f} ms/frame" if n_upd else "no updates"
-    status = "interrupted after" if interrupted else "tracked"
+    status, stop = "tracked", ""
+    if code:
+        import signal
+
+        status, stop = "interrupted after", f"stopped by {signal.Signals(code - 128).name}; "
+    outputs = f"boxes {boxes_path}" if video_path is None else f"video {video_path}, boxes {boxes_path}"
     print(f"{status} {len(rows)} frames with {tracker.name}: mean update {_fps_text(n_upd, update_s)} "
-          f"fps ({ms}); video {video_path}, boxes {boxes_path}")
-    return 130 if interrupted else 0
+          f"fps ({ms}); {stop}{damage + '; ' if damage else ''}{outputs}")
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``siamtrack demo``: track a generated clip with the shipped weights and score it."""
+    """``siamtrack demo``: track a generated clip with the shipped weights and score it.
+
+    The demo owns its output folder, so a second demo run replaces the first one's files.
+    """
     from .data.synthetic import make_sequence
     from .io import quiet_opencv_logs
     from .geometry import iou
@@ -223,16 +338,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo", style="object")
     out_dir = Path(args.output)
     video_path, boxes_path = out_dir / "demo_tracked.mp4", out_dir / "demo_boxes.txt"
-    rows, update_s, interrupted = _track_stream(
-        tracker, iter(seq.frames[1:]), seq.frames[0], seq.boxes[0], video_path, boxes_path, fps=25.0,
-        total=len(seq.frames), max_frames=None, desc="demo", truth=seq.boxes)
+    rows, update_s, code = _track_stream(
+        tracker, enumerate(seq.frames[1:], start=1), seq.frames[0], seq.boxes[0], video_path,
+        boxes_path, fps=25.0, total=len(seq.frames), max_frames=None, desc="demo", truth=seq.boxes,
+        overwrite=True)
     pred = np.array([r[:4] for r in rows])
     mean_iou = float(iou(pred, seq.boxes[:len(pred)]).mean())
     print(f"demo: {len(rows)} synthetic frames tracked with {tracker.name} "
           f"({tracker.weights_path}): mean IoU {mean_iou:.3f} against the known truth, "
           f"{_fps_text(len(rows) - 1, update_s)} fps; video {video_path} (green: tracker, "
           f"red: truth), boxes {boxes_path}")
-    return 130 if interrupted else 0
+    return code
 
 
 def _add_weights_options(p: argparse.ArgumentParser) -> None:
@@ -258,15 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("track", help="track one object through a video, image folder or camera",
                        description="Track one object; writes an annotated video and a boxes file with "
                                    "one 'x,y,w,h,score' row per frame (0-based pixels; the first row is "
-                                   "the given box, score 1). Outputs default to the current folder.")
+                                   "the given box, score 1; frames that cannot be decoded get NaN rows). "
+                                   "Outputs default to the current folder; they are written whole or "
+                                   "not at all (also on Ctrl-C, SIGTERM, SIGHUP), never over an "
+                                   "existing file without --overwrite, and one run at a time per path.")
     p.add_argument("source", help="video file, folder of images (jpg/png/bmp, sorted) or camera index")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--box", metavar="x,y,w,h",
                        help="first-frame box in pixels (use --box=-3,... for a negative x)")
     group.add_argument("--select", action="store_true", help="drag the first box with the mouse")
     _add_weights_options(p)
-    p.add_argument("--output", metavar="OUT.mp4", help="annotated video (default: ./<name>_tracked.mp4)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--output", metavar="OUT.mp4",
+                     help="annotated video, .mp4/.m4v/.mov/.mkv (H.264 when OpenCV can encode it, "
+                          "else mp4v) or .avi (MJPG) (default: ./<name>_tracked.mp4)")
+    out.add_argument("--no-video", action="store_true", help="write the boxes file only")
     p.add_argument("--boxes", metavar="OUT.txt", help="box rows (default: ./<name>_boxes.txt)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse)")
     p.add_argument("--show", action="store_true", help="show frames while tracking (q/Esc stops)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="stop after N frames (the first frame included)")

@@ -187,6 +187,7 @@ class BenchmarkOptions:
     overwrite: bool = False
     device: str | None = None
     progress: bool = True
+    skip_bad: bool = False  # leave out (and name) sequences whose layout is broken, instead of failing
 
 
 def default_report_dir(opts: BenchmarkOptions) -> Path:
@@ -275,7 +276,8 @@ def run(opts: BenchmarkOptions, log: Log = print) -> dict[str, Any]:
         raise ValueError("nothing to benchmark: pass --trackers and/or --baselines")
     report_dir = Path(opts.report_dir) if opts.report_dir else default_report_dir(opts)
     exp = make_experiment(opts.dataset, opts.root, report_dir / "results", report_dir / "toolkit",
-                          subset=opts.subset, version=opts.version, sequences=opts.sequences)
+                          subset=opts.subset, version=opts.version, sequences=opts.sequences,
+                          skip_bad=opts.skip_bad, log=log)
 
     specs: list[TrackerSpec] = [learned_spec(t, opts.device) for t in opts.trackers]
     skipped: dict[str, str] = {}

@@ -76,6 +76,9 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--nano-head", default=None, metavar="FILE", help="NanoTrack v2 neck/head ONNX file (for --baselines nano)")
     p.add_argument("--vit-model", default=None, metavar="FILE", help="vitTrack ONNX file (for --baselines vit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out (and name) sequences that are missing or whose ground-truth rows "
+                        "do not match their frames (default: stop with an error before tracking)")
     p.set_defaults(func=run_benchmark)
     return p
 
@@ -114,7 +117,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         sequences=args.sequences, trackers=args.trackers, baselines=args.baselines,
         files={"nano_backbone": args.nano_backbone, "nano_head": args.nano_head, "vit_model": args.vit_model},
         workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
-        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
+        skip_bad=args.skip_bad)
     try:
         run(opts)
     except KeyboardInterrupt:

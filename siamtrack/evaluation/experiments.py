@@ -79,6 +79,59 @@ def read_boxes(path: str | os.PathLike[str]) -> np.ndarray:
     return boxes
 
 
+def _count_rows(path: str | os.PathLike[str]) -> int:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def sequence_problem(seq_dir: str, anno_file: str, pattern: tuple[str, ...], exact: bool) -> str | None:
+    """Why a sequence cannot be scored as laid out, ``None`` when it can.
+
+    ``pattern``: the image extensions its layout reads; ``exact``: rows must equal frames (GOT-10k),
+    else only "more rows than frames" is wrong (OTB lists frames beyond its annotated range).
+    """
+    seq = Path(seq_dir)
+    if not seq.is_dir():
+        return f"its folder {seq} is missing"
+    if not os.path.isfile(anno_file):
+        return f"{anno_file} is missing"
+    img_dir = seq / "img" if (seq / "img").is_dir() else seq
+    frames = sum(1 for p in img_dir.iterdir() if p.suffix.lower() in pattern)
+    rows = _count_rows(anno_file)
+    if rows != frames and (exact or rows > frames):
+        return f"{frames} frames but {rows} ground-truth rows in {anno_file}"
+    return None
+
+
+def check_sequences(dataset: Any, exact: Any, skip_bad: bool, log: Any = print,
+                    pattern: tuple[str, ...] = IMAGE_EXTS,
+                    missing: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Check every sequence's layout before any tracking: frames against ground-truth rows, and
+    sequences named but absent (``missing``). Raises ``ValueError`` naming the first bad sequence,
+    or with ``skip_bad`` drops the bad ones from ``dataset`` (in place), logs each and returns them.
+
+    ``exact`` is a bool or a callable ``seq_dir -> bool`` (per-sequence layouts in a folder).
+    """
+    bad: list[tuple[str, str]] = list(missing)
+    for name, seq_dir, anno in zip(dataset.seq_names, dataset.seq_dirs, dataset.anno_files):
+        why = sequence_problem(seq_dir, anno, pattern, exact(seq_dir) if callable(exact) else exact)
+        if why:
+            bad.append((name, why))
+    if not bad:
+        return []
+    if not skip_bad:
+        more = f" ({len(bad) - 1} more bad sequence(s))" if len(bad) > 1 else ""
+        raise ValueError(f"sequence {bad[0][0]}: {bad[0][1]}{more}; fix the data, or pass --skip-bad "
+                         f"to leave bad sequences out")
+    names = {n for n, _ in bad}
+    for name, why in bad:
+        log(f"skipping sequence {name}: {why}")
+    select_sequences(dataset, [n for n in dataset.seq_names if n not in names] or None)
+    if all(n in names for n in dataset.seq_names) or not dataset.seq_names:
+        raise ValueError("no sequence left to benchmark after --skip-bad")
+    return [n for n, _ in bad]
+
+
 def valid_rows(anno: np.ndarray) -> np.ndarray:
     """Frames with a usable ground-truth box (absent targets are NaN or -1 in the two layouts)."""
     return np.isfinite(anno).all(axis=1) & (anno[:, 2] > 0) & (anno[:, 3] > 0)
@@ -106,17 +159,25 @@ class FolderDataset:
         self.seq_names: list[str] = []
         self.seq_dirs: list[str] = []
         self.anno_files: list[str] = []
+        #: ``(name, why)`` of sequences named in list.txt without a folder or ground truth
+        self.missing: list[tuple[str, str]] = []
         for name in names:
             seq_dir = root / name
+            if list_file.is_file() and not seq_dir.is_dir():
+                self.missing.append((name, f"named in {list_file} but {seq_dir} is missing"))
+                continue
             if (seq_dir / "img").is_dir():  # OTB: several targets give groundtruth_rect.1.txt, .2.txt
                 annos = [f for f in sorted(seq_dir.glob("groundtruth*.txt")) if f.read_text().strip()]
             else:
                 annos = [seq_dir / "groundtruth.txt"] if (seq_dir / "groundtruth.txt").is_file() else []
+            if not annos and list_file.is_file():
+                self.missing.append((name, f"named in {list_file} but {seq_dir} has no ground truth "
+                                           f"(groundtruth.txt)"))
             for k, anno in enumerate(annos):
                 self.seq_names.append(name if len(annos) == 1 else f"{name}.{k + 1}")
                 self.seq_dirs.append(str(seq_dir))
                 self.anno_files.append(str(anno))
-        if not self.seq_names:
+        if not self.seq_names and not self.missing:
             hint = ""
             if any((root / s / "list.txt").is_file() for s in ("train", "val", "test")):
                 hint = " (this looks like a GOT-10k root: use --dataset got10k, or point at ROOT/val)"
@@ -157,7 +218,8 @@ class GOT10kExperiment(ExperimentGOT10k):
     def __init__(self, root: str | os.PathLike[str], subset: str = "val",
                  result_dir: str | os.PathLike[str] = "results",
                  report_dir: str | os.PathLike[str] = "reports",
-                 sequences: Sequence[str] | None = None) -> None:
+                 sequences: Sequence[str] | None = None, skip_bad: bool = False,
+                 log: Any = print) -> None:
         if subset not in ("val", "test"):
             raise ValueError(f"GOT-10k subset must be val or test, got {subset!r}")
         list_file = Path(root) / subset / "list.txt"
@@ -169,6 +231,9 @@ class GOT10kExperiment(ExperimentGOT10k):
                              report_dir=os.path.abspath(report_dir))
         self.repetitions = 1
         select_sequences(self.dataset, sequences)
+        # the toolkit only asserts (no sequence named) when frames and rows differ: check first;
+        # the test split has the first box only
+        check_sequences(self.dataset, subset == "val", skip_bad, log, pattern=(".jpg",))
         if subset == "val":
             self._check_meta()
         self._curves: list[np.ndarray] = []
@@ -344,10 +409,12 @@ def otb_dataset(root: str | os.PathLike[str], version: int | str = 2015) -> OTB:
 def make_experiment(dataset: str, root: str | os.PathLike[str], result_dir: str | os.PathLike[str],
                     report_dir: str | os.PathLike[str], subset: str = "val",
                     version: int | str = 2015,
-                    sequences: Sequence[str] | None = None) -> GOT10kExperiment | OPEExperiment:
-    """The experiment for ``--dataset got10k|otb|folder`` (validates the data before any tracking)."""
+                    sequences: Sequence[str] | None = None, skip_bad: bool = False,
+                    log: Any = print) -> GOT10kExperiment | OPEExperiment:
+    """The experiment for ``--dataset got10k|otb|folder`` (validates the data before any tracking;
+    bad sequences raise ``ValueError``, or with ``skip_bad`` are left out and logged)."""
     if dataset == "got10k":
-        return GOT10kExperiment(root, subset, result_dir, report_dir, sequences)
+        return GOT10kExperiment(root, subset, result_dir, report_dir, sequences, skip_bad, log)
     if dataset == "otb":
         ds = otb_dataset(root, version)
         select_sequences(ds, sequences)
@@ -355,5 +422,7 @@ def make_experiment(dataset: str, root: str | os.PathLike[str], result_dir: str 
     if dataset == "folder":
         ds = FolderDataset(root)
         select_sequences(ds, sequences)
+        missing = [(n, why) for n, why in ds.missing if not sequences or n in sequences]
+        check_sequences(ds, lambda d: not (Path(d) / "img").is_dir(), skip_bad, log, missing=missing)
         return OPEExperiment(ds, "Folder", result_dir, report_dir)
     raise ValueError(f"unknown dataset {dataset!r}; choose got10k, otb or folder")

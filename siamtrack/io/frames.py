@@ -22,6 +22,9 @@ import numpy as np
 
 from ..layouts import IMAGE_EXTENSIONS, natural_key
 
+#: Failed reads in a row after which a damaged video is taken to have ended.
+MAX_FAILED_READS = 250
+
 
 _QUIET = False
 
@@ -79,8 +82,28 @@ class FrameSource:
     fps: float | None = None
     frame_count: int | None = None
 
+    #: Frames decoded / that could not be decoded (set while iterating; see :meth:`damage_report`).
+    decoded: int = 0
+    unreadable: int = 0
+    first_unreadable: int | None = None
+
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(frame number, frame)`` pairs; numbers skip the frames that could not be decoded."""
+        for index, frame in enumerate(self):
+            self.decoded = index + 1
+            yield index, frame
+
+    def damage_report(self) -> str | None:
+        """``"250 of 289 frames decoded, 39 unreadable, from frame 140"`` after a damaged or
+        truncated video was read to its end, ``None`` when nothing was missing."""
+        if not self.unreadable:
+            return None
+        total = self.decoded + self.unreadable
+        return (f"{self.decoded} of {total} frames decoded, {self.unreadable} unreadable, "
+                f"from frame {self.first_unreadable}")
 
     def close(self) -> None:
         """Release OS resources (no-op for folders)."""
@@ -102,15 +125,52 @@ class _CaptureSource(FrameSource):
         self.fps = fps if fps > 0 and np.isfinite(fps) else None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        first = True
+        for _, frame in self.indexed():
+            yield frame
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode to the end, reading past damaged parts of a video.
+
+        When a read fails before the container's claimed ``frame_count``, reading goes on (at most
+        :data:`MAX_FAILED_READS` failures in a row, and never more than the frames still claimed):
+        FFmpeg resumes at the next decodable frame. From the first failure on, each frame's
+        timestamp gives its true number (FFmpeg also drops frames it cannot decode without a
+        failed read), so the numbers skip the lost frames; ``unreadable`` counts every claimed frame not decoded (also
+        those of a video that just ends early) and ``first_unreadable`` is the first lost number.
+        """
+        claimed = getattr(self, "frame_count", None)
+        self.decoded, self.unreadable, self.first_unreadable = 0, 0, None
+        index, failed, damaged = 0, 0, False  # index: number of the next frame
         while True:
             ok, bgr = self._cap.read()
             if not ok or bgr is None:
-                if first:
-                    raise ValueError(f"could not read any frame from {self._description}")
-                return
-            first = False
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                failed += 1
+                if claimed is None or index >= claimed or failed > min(MAX_FAILED_READS, claimed - index):
+                    break
+                damaged = True
+                continue
+            if damaged and self.fps:  # after damage the decoder may drop frames: place by timestamp
+                stamp = int(round(self._cap.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000.0))
+                if claimed is not None:
+                    stamp = min(stamp, claimed - 1)
+                if stamp > index:
+                    self._lost(index, stamp - index)
+                    index = stamp
+            elif failed:
+                self._lost(index, 0)
+            failed = 0
+            self.decoded += 1
+            yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+        if not self.decoded:
+            raise ValueError(f"could not read any frame from {self._description}")
+        if claimed is not None and index < claimed:
+            self._lost(index, claimed - index)
+
+    def _lost(self, start: int, count: int) -> None:
+        if self.first_unreadable is None:
+            self.first_unreadable = start
+        self.unreadable += count
 
     def close(self) -> None:
         self._cap.release()

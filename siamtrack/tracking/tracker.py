@@ -19,8 +19,10 @@ images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays or PIL images, as everywhere
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -92,6 +94,34 @@ def validate_box(box: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray
     return arr
 
 
+_CALLER_GUARD = threading.Lock()
+
+
+def _one_thread_at_a_time(method: Any) -> Any:
+    """Raise ``RuntimeError`` when ``init`` / ``update`` of one tracker run in two threads at once.
+
+    Why raise rather than lock: a tracker holds one target's state, so even serialised calls from
+    two threads would mix two targets; an error points at the fix (one tracker per thread). The
+    owner is a plain thread id (no lock object), so trackers still pickle and deep-copy.
+    """
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        me = threading.get_ident()
+        with _CALLER_GUARD:
+            owner = self.__dict__.get("_caller")
+            if owner is not None and owner != me:
+                raise RuntimeError(f"{type(self).__name__}.{method.__name__} called while another "
+                                   f"thread is inside init/update of the same tracker; a tracker is "
+                                   f"not thread-safe: use one tracker per thread")
+            self._caller = me
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if owner is None:
+                self._caller = None
+    return guarded
+
+
 class SiamFCTracker(Tracker):
     """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
 
@@ -124,6 +154,10 @@ class SiamFCTracker(Tracker):
     or 3-D, an empty array, something that is not an array or PIL image, a box that is not 4
     numbers, has NaN or infinite values or non-positive ``w`` / ``h``, a box with no overlap with
     the frame, and ``update`` before ``init``.
+
+    Threads: one tracker is for one thread at a time. ``init`` / ``update`` entered while another
+    thread is inside either raise ``RuntimeError`` instead of silently mixing two callers' state;
+    separate trackers in separate threads are independent.
     """
 
     def __init__(self, net: torch.nn.Module | Engine, config: TrackerConfig | None = None,
@@ -246,6 +280,7 @@ class SiamFCTracker(Tracker):
         return best, int(r.argmax()), side, score
 
     # ------------------------------------------------------------------ got10k API
+    @_one_thread_at_a_time
     def init(self, image: Any, box: Sequence[float]) -> None:
         """Validate the inputs, embed the exemplar once and cache it."""
         img = as_rgb_uint8(image)
@@ -260,6 +295,7 @@ class SiamFCTracker(Tracker):
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
 
+    @_one_thread_at_a_time
     def update(self, image: Any) -> np.ndarray:
         """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``."""
         if self._kernel is None:
