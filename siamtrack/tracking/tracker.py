@@ -30,7 +30,9 @@ from got10k.trackers import Tracker
 from ..config import TrackerConfig, from_dict
 from .engines import (BACKENDS, MANIFEST, PRECISIONS, Engine, OrtEngine, TorchEngine, load_exported,
                       require_deploy)
+from .confidence import calibrated_score, response_stats
 from .geometry import context_size, crop_squares, hann_window
+from .redetect import LostSearch
 
 #: Names accepted by :meth:`SiamFCTracker.from_pretrained` and the files they resolve to.
 PRETRAINED = {"teacher": "siamfc_teacher.pth", "student": "siamfc_student.pth"}
@@ -201,7 +203,10 @@ class SiamFCTracker(Tracker):
     """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
-    ``self.score``, a confidence in [0, 1] (sigmoid of the chosen scale's raw peak logit).
+    ``self.score``, a confidence in [0, 1] calibrated to tell on-target from lost frames (a logistic
+    fit of the response's peak statistics, :mod:`.confidence`), and ``self.lost``, True once the
+    confidence stayed low for ``cfg.lost_frames`` frames; with ``cfg.redetect`` the box then stays
+    frozen while a widening search looks for the target (:mod:`.redetect`).
 
     ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
     ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
@@ -269,6 +274,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.ones(2)
         self.avg_color = np.zeros(3)
         self.score = 1.0
+        self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
+        self.lost = False
+        self._lost_search = LostSearch()
 
     def _prepare_net(self, net: torch.nn.Module, backend: str) -> torch.nn.Module:
         """Move ``net`` to the device, build the engine that runs it and read its spec."""
@@ -374,9 +382,11 @@ class SiamFCTracker(Tracker):
         r -= r.min()
         r *= (1.0 - cfg.window_influence) / (float(r.sum()) + 1e-16)
         r += self._weighted_window(side)
-        peak = float(peaks[best])
-        score = 1.0 / (1.0 + math.exp(-min(max(peak, -50.0), 50.0))) if math.isfinite(peak) else 0.0
-        return best, int(r.argmax()), side, score
+        # the confidence: the chosen scale's raw map statistics, calibrated (a few us on 17x17)
+        self.stats = response_stats(maps[best:best + 1])[0]
+        score = float(calibrated_score(self.stats, cfg.conf_bias,
+                                       (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore)))
+        return best, int(r.argmax()), side, score if math.isfinite(score) else 0.0
 
     # ------------------------------------------------------------------ got10k API
     def init(self, image: Any, box: Sequence[float]) -> None:
@@ -392,6 +402,8 @@ class SiamFCTracker(Tracker):
         self._kernel = self.engine.embed_exemplar(z)
         self._weighted_window(self.cfg.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
+        self.lost = False
+        self._lost_search.reset(self.center, self.target_sz)
 
     def update(self, image: Any) -> np.ndarray:
         """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``."""
@@ -400,6 +412,13 @@ class SiamFCTracker(Tracker):
         img = as_rgb_uint8(image)
         cfg = self.cfg
         x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
+            self.score, found = self._lost_search.search(img, self.engine, self._kernel, x_sz, cfg,
+                                                         self.avg_color)
+            if found is not None:
+                self.center, self.lost = found, False
+                self._clamp(img.shape[0], img.shape[1])
+            return self.box
         crops = crop_squares(img, self.center, x_sz * self.scale_factors, cfg.instance_sz, self.avg_color)
         # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
         # OpenCV than as torch ops
@@ -413,4 +432,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
         self._clamp(img.shape[0], img.shape[1])
         self.score = score  # finite by construction (_locate)
+        became_lost = self._lost_search.observe(score, self.center, self.target_sz, cfg)
+        self.lost = self._lost_search.lost
+        if became_lost:
+            if cfg.redetect:  # back to the last confident box, frozen while searching
+                self.center, self.target_sz = (v.copy() for v in self._lost_search.anchor)
         return self.box
