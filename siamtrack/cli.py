@@ -196,6 +196,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         _require_display("--select")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
+    from .tracking.threads import apply_threads
+
+    apply_threads(args.threads)
     with open_source(args.source) as source:
         tracker = load_tracker(args.weights, args.device, args.backend)
         frames = iter(source)
@@ -229,6 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     quiet_opencv_logs()
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
+    from .tracking.threads import apply_threads
+
+    apply_threads(args.threads)
     tracker = load_tracker(args.weights, args.device, args.backend)
     seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo", style="object")
     out_dir = Path(args.output)
@@ -256,6 +262,17 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="what runs the network (default: torch; onnxruntime needs the deploy extra, "
                         "pip install -e '.[deploy]')")
+    add_threads_option(p)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: intra-op threads for the network and OpenCV (see siamtrack.tracking.threads)."""
+    from .tracking.threads import DEFAULT_THREADS
+
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"CPU threads for the network and OpenCV (default {DEFAULT_THREADS}: steady "
+                        f"speed when other processes share the CPU; more helps only big networks on "
+                        f"an idle many-core machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:

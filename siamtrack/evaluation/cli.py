@@ -76,6 +76,9 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--nano-head", default=None, metavar="FILE", help="NanoTrack v2 neck/head ONNX file (for --baselines nano)")
     p.add_argument("--vit-model", default=None, metavar="FILE", help="vitTrack ONNX file (for --baselines vit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..cli import add_threads_option
+
+    add_threads_option(p)
     p.set_defaults(func=run_benchmark)
     return p
 
@@ -114,7 +117,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         sequences=args.sequences, trackers=args.trackers, baselines=args.baselines,
         files={"nano_backbone": args.nano_backbone, "nano_head": args.nano_head, "vit_model": args.vit_model},
         workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
-        overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+        overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
+        threads=args.threads)
     try:
         run(opts)
     except KeyboardInterrupt:

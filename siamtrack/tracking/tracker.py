@@ -386,7 +386,8 @@ class SiamFCTracker(Tracker):
         self.stats = response_stats(maps[best:best + 1])[0]
         score = float(calibrated_score(self.stats, cfg.conf_bias,
                                        (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore)))
-        return best, int(r.argmax()), side, score if math.isfinite(score) else 0.0
+        finite = math.isfinite(float(peaks[best])) and math.isfinite(score)
+        return best, int(r.argmax()), side, score if finite else 0.0  # a broken net: no confidence
 
     # ------------------------------------------------------------------ got10k API
     def init(self, image: Any, box: Sequence[float]) -> None:
