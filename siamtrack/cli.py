@@ -26,6 +26,7 @@ import numpy as np
 
 from .version import __version__
 from .errors import OneLineParser, one_line
+from .tracking.threads import add_threads_option
 
 #: Modules that may contribute sub-commands through ``add_subcommands(subparsers)``.
 _PLUGINS = ["siamtrack.evaluation.cli", "siamtrack.export_cli"]
@@ -285,6 +286,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         _require_display("--select")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
+    from .tracking.threads import apply_threads
+
+    apply_threads(args.threads)
     with open_source(args.source) as source:
         tracker = load_tracker(args.weights, args.device, args.backend)
         frames = source.indexed()
@@ -334,6 +338,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     quiet_opencv_logs()
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
+    from .tracking.threads import apply_threads
+
+    apply_threads(args.threads)
     tracker = load_tracker(args.weights, args.device, args.backend)
     seq = make_sequence(num_frames=args.frames, seed=args.seed, name="demo", style="object")
     out_dir = Path(args.output)
@@ -362,6 +369,7 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="what runs the network (default: torch; onnxruntime needs the deploy extra, "
                         "pip install -e '.[deploy]')")
+    add_threads_option(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

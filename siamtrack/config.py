@@ -31,6 +31,24 @@ class TrackerConfig:
     window_influence: float = 0.176  # weight of the cosine window
     response_up: int = 16           # bicubic upsampling factor of the response
     # the response side and the stride are properties of the network: siamtrack.models.geometry
+    # confidence (tracking/confidence.py): sigmoid(bias + weights . [peak, psr, zscore]) of the chosen
+    # scale's raw response; logistic(peak, psr) fitted on got10k/train + got10k-extra/train with the
+    # student (experiments/confidence_fit.py: ROC AUC 0.859 train / 0.761 val, old score 0.741 / 0.581;
+    # adding zscore gained nothing, its weight came out ~0.01)
+    conf_bias: float = -3.5353
+    conf_w_peak: float = 0.1972
+    conf_w_psr: float = 0.5572
+    conf_w_zscore: float = 0.0
+    # lost flag: confidence below lost_threshold for lost_frames frames in a row
+    lost_threshold: float = 0.35
+    lost_frames: int = 5
+    # re-detection while lost (tracking/redetect.py): tiles at the target's scale over a region that
+    # grows by redetect_growth per sweep up to the whole frame; the box stays frozen until a tile
+    # scores redetect_found or more
+    redetect: bool = False
+    redetect_found: float = 0.7
+    redetect_tiles: int = 8         # tiles searched per lost frame (the frozen centre's included)
+    redetect_growth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.scale_num < 1 or self.scale_num % 2 == 0:
@@ -39,6 +57,8 @@ class TrackerConfig:
             raise ValueError(f"window_influence must be in [0, 1], got {self.window_influence}")
         if self.exemplar_sz <= 0 or self.instance_sz <= self.exemplar_sz:
             raise ValueError("need 0 < exemplar_sz < instance_sz")
+        if self.lost_frames < 1 or self.redetect_tiles < 1 or self.redetect_growth <= 1.0:
+            raise ValueError("need lost_frames >= 1, redetect_tiles >= 1 and redetect_growth > 1")
 
 
 @dataclass

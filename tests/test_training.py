@@ -104,23 +104,40 @@ def _saved_at(path: Path) -> int:
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
+def _logged_steps(log: Path, offset: int) -> int:
+    """Highest ``step`` among the log lines written after byte ``offset`` (0 when none yet)."""
+    if not log.exists():
+        return 0
+    with open(log, "rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    steps = [json.loads(ln).get("step", 0) for ln in lines if ln.startswith("{\"epoch\": ") and ln.endswith("}")]
+    return max(steps, default=0)
+
+
 def test_repeated_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
-    """SIGKILL three times, each a random 0-1.5 s after the (re)started run saved its first
-    checkpoint, so kills land anywhere in a step or inside a save. After every kill the latest
-    checkpoint loads and progress never goes back; a last --resume reaches the same weights."""
+    """SIGKILL three times; each kill is sent as soon as the (re)started run has saved a checkpoint
+    and logged a randomly chosen step (2..6 of the 8, increasing), so it lands inside the run by
+    construction (at least two steps and their saves are still to come), in a step or inside a save.
+    After every kill the latest checkpoint loads and progress never goes back; a last --resume
+    reaches the same weights. (A timer after the first save raced the run's end on a busy machine.)"""
     rng = random.Random(5)
     last = tmp_path / "tiny" / "teacher" / "last.pth"
+    log = tmp_path / "tiny" / "teacher" / "log.jsonl"
+    targets = sorted(rng.sample(range(2, 7), 3))
     steps = []
-    for attempt in range(3):
+    for attempt, target in enumerate(targets):
         before = _saved_at(last)
-        proc = subprocess.Popen(TRAIN + [f"out_dir={tmp_path}", "train.checkpoint_every_s=0"]
+        offset = log.stat().st_size if log.exists() else 0
+        proc = subprocess.Popen(TRAIN + [f"out_dir={tmp_path}", "train.checkpoint_every_s=0",
+                                         "train.log_every=1"]  # logging only: same weights
                                 + (["--resume"] if attempt else []),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
         deadline = time.time() + 180
-        while _saved_at(last) == before and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5))
+        while (time.time() < deadline and proc.poll() is None
+               and (_saved_at(last) == before or _logged_steps(log, offset) < target)):
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL, f"kill {attempt + 1} came after the run ended"
         steps.append(read_checkpoint(last)["training"]["global_step"])  # the latest always loads

@@ -136,11 +136,9 @@ _WORKER_TRACKERS: dict[TrackerSpec, Any] = {}
 
 
 def _set_threads(threads: int) -> None:
-    import cv2
-    import torch
+    from ..tracking.threads import apply_threads
 
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
+    apply_threads(threads)
 
 
 def _init_worker(threads: int) -> None:
@@ -150,7 +148,33 @@ def _init_worker(threads: int) -> None:
 
 
 Task = tuple[TrackerSpec, str, list[str], list[float]]
-Result = tuple[str, str, np.ndarray, np.ndarray]
+Result = tuple[str, str, np.ndarray, np.ndarray, np.ndarray]
+
+
+def track_with_scores(tracker: Any, img_files: Sequence[str], box: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """got10k's ``Tracker.track`` (same image loading and timing, so boxes and fps are unchanged)
+    that also keeps each frame's ``tracker.score``: the toolkit records only boxes and times, and
+    the score's on-target / lost separation is scored from these. NaN where a tracker has no score."""
+    import time
+
+    from PIL import Image
+
+    n = len(img_files)
+    boxes, times, scores = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan)
+    boxes[0] = box
+    for f, img_file in enumerate(img_files):
+        image = Image.open(img_file)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        start = time.time()
+        if f == 0:
+            tracker.init(image, box)
+        else:
+            boxes[f, :] = tracker.update(image)
+        times[f] = time.time() - start
+        scores[f] = float(getattr(tracker, "score", np.nan))
+    return boxes, times, scores
 
 
 def _track(task: Task, cache: dict[TrackerSpec, Any]) -> Result:
@@ -159,8 +183,8 @@ def _track(task: Task, cache: dict[TrackerSpec, Any]) -> Result:
     tracker = cache.get(spec)
     if tracker is None:
         tracker = cache[spec] = spec.build()
-    boxes, times = tracker.track(img_files, np.asarray(box, dtype=np.float64))
-    return spec.name, seq_name, boxes, times
+    boxes, times, scores = track_with_scores(tracker, img_files, np.asarray(box, dtype=np.float64))
+    return spec.name, seq_name, boxes, times, scores
 
 
 def _track_in_worker(task: Task) -> Result:
@@ -188,6 +212,7 @@ class BenchmarkOptions:
     device: str | None = None
     progress: bool = True
     skip_bad: bool = False  # leave out (and name) sequences whose layout is broken, instead of failing
+    threads: int | None = None   # per tracker process (default: siamtrack.tracking.threads policy)
 
 
 def default_report_dir(opts: BenchmarkOptions) -> Path:
@@ -215,6 +240,7 @@ def _prepare_results(exp: Any, spec: TrackerSpec, report_dir: Path, overwrite: b
     if exp.has_results(spec.name):
         if overwrite:
             shutil.rmtree(tdir)
+            shutil.rmtree(_scores_file(report_dir, exp, spec.name, "x").parent, ignore_errors=True)
             zip_file = Path(exp.result_dir) / f"{spec.name}.zip"
             if zip_file.exists():
                 zip_file.unlink()
@@ -234,27 +260,78 @@ def _prepare_results(exp: Any, spec: TrackerSpec, report_dir: Path, overwrite: b
     return reused
 
 
-def _run_tasks(exp: Any, tasks: list[Task], workers: int, progress: bool) -> None:
-    """Track every task and record each result as soon as it arrives."""
-    threads = max(1, available_cores() // max(1, workers))
+def _scores_file(report_dir: Path, exp: Any, name: str, seq: str) -> Path:
+    # beside the fingerprints, outside the results tree (the test archive zips that tree)
+    return report_dir / "scores" / Path(exp.result_dir).name / name / f"{seq}.txt"
+
+
+def score_separation(exp: Any, report_dir: Path, name: str) -> float | None:
+    """ROC AUC of the recorded per-frame scores for on-target (IoU >= 0.5) vs lost (IoU < 0.1 or
+    target absent) frames over all sequences; ``None`` without scores or ground truth."""
+    from ..tracking.confidence import roc_auc, separation_labels
+    from ..geometry import iou
+    from .experiments import valid_rows
+
+    all_scores, all_pos = [], []
+    for k, seq in enumerate(exp.dataset.seq_names):
+        sfile, rfile = _scores_file(report_dir, exp, name, seq), exp.record_file(name, seq)
+        if not (sfile.is_file() and os.path.isfile(rfile)):
+            continue
+        scores = np.loadtxt(sfile, ndmin=1)
+        boxes = np.loadtxt(rfile, delimiter=",", ndmin=2)
+        anno = np.asarray(exp.dataset[k][1], dtype=np.float64)
+        n = min(len(scores), len(boxes), len(anno))
+        if n < 2 or anno.shape[1] != 4:
+            continue
+        absent = ~valid_rows(anno[:n])
+        absence = Path(exp.dataset.seq_dirs[k]) / "absence.label"
+        if absence.is_file():
+            flags = np.loadtxt(absence, ndmin=1)
+            if len(flags) >= n:
+                absent |= flags[:n] > 0
+        ious = np.full(n, np.nan)
+        ious[~absent] = iou(boxes[:n][~absent], anno[:n][~absent])
+        used, pos = separation_labels(ious, absent)
+        used[0] = False  # the init frame: its score is the given box's
+        keep = used & np.isfinite(scores[:n])
+        all_scores.append(scores[:n][keep])
+        all_pos.append(pos[keep])
+    if not all_scores:
+        return None
+    return roc_auc(np.concatenate(all_scores), np.concatenate(all_pos))
+
+
+def _run_tasks(exp: Any, tasks: list[Task], workers: int, progress: bool,
+               threads: int | None = None,
+               on_scores: Callable[[str, str, np.ndarray], None] | None = None) -> None:
+    """Track every task and record each result as soon as it arrives, each tracker process at
+    ``threads`` threads (default: the thread policy, 1; never more than its share of the cores)."""
+    from ..tracking.threads import DEFAULT_THREADS
+
+    threads = threads or min(DEFAULT_THREADS, max(1, available_cores() // max(1, workers)))
     bar = tqdm(total=len(tasks), desc="sequences", unit="seq", disable=not progress, dynamic_ncols=True)
     try:
         if workers <= 1:
-            # in this process, under its current thread settings (torch's default: all cores)
+            _set_threads(threads)  # in this process
             cache: dict[TrackerSpec, Any] = {}  # per run: a rewritten checkpoint is never stale
             with opencv_errors_only():
                 for task in tasks:
                     bar.set_postfix_str(f"{task[0].name}: {task[1]}", refresh=False)
-                    name, seq, boxes, times = _track(task, cache)
+                    name, seq, boxes, times, scores = _track(task, cache)
                     exp.record(name, seq, boxes, times)
+                    if on_scores is not None:
+                        on_scores(name, seq, scores)
                     bar.update()
         else:
             # spawn: forking a process that already runs torch / OpenMP threads can deadlock
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
                 try:
-                    for name, seq, boxes, times in pool.imap_unordered(_track_in_worker, tasks, chunksize=1):
+                    for name, seq, boxes, times, scores in pool.imap_unordered(_track_in_worker, tasks,
+                                                                               chunksize=1):
                         exp.record(name, seq, boxes, times)
+                        if on_scores is not None:
+                            on_scores(name, seq, scores)
                         bar.set_postfix_str(f"{name}: {seq}", refresh=False)
                         bar.update()
                 except BaseException:
@@ -306,9 +383,16 @@ def run(opts: BenchmarkOptions, log: Log = print) -> dict[str, Any]:
     if tasks:
         log(f"tracking {len(tasks)} sequence runs ({len(specs)} tracker(s), {len(exp.dataset)} "
             f"sequence(s)) with {opts.workers} worker(s)")
-        _run_tasks(exp, tasks, opts.workers, opts.progress)
+        def save_scores(name: str, seq: str, values: np.ndarray) -> None:
+            path = _scores_file(report_dir, exp, name, seq)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savetxt(path, values, fmt="%.6f")
+
+        _run_tasks(exp, tasks, opts.workers, opts.progress, opts.threads, save_scores)
 
     scores = {spec.name: exp.evaluate(spec.name) for spec in specs}
+    for spec in specs:  # the confidence's on-target / lost separation (None: no scores or truth)
+        scores[spec.name]["overall"]["score_auc"] = score_separation(exp, report_dir, spec.name)
     result = _assemble(opts, exp, report_dir, scores, skipped, reused)
     _write_outputs(result, scores, report_dir, opts, log)
     return result

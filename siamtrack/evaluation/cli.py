@@ -12,6 +12,7 @@ import sys
 from typing import Any, Sequence
 
 from .baselines import BASELINE_NAMES
+from ..tracking.threads import add_threads_option
 
 BENCHMARK_EXAMPLES = """examples:
   siamtrack benchmark --dataset got10k --root ../shared/data/got10k --subset val \\
@@ -79,6 +80,7 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out (and name) sequences that are missing or whose ground-truth rows "
                         "do not match their frames (default: stop with an error before tracking)")
+    add_threads_option(p)
     p.set_defaults(func=run_benchmark)
     return p
 
@@ -118,7 +120,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         files={"nano_backbone": args.nano_backbone, "nano_head": args.nano_head, "vit_model": args.vit_model},
         workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
         overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
-        skip_bad=args.skip_bad)
+        skip_bad=args.skip_bad, threads=args.threads)
     try:
         run(opts)
     except KeyboardInterrupt:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 METRIC_COLUMNS: list[tuple[str, str]] = [("ao", "AO"), ("sr50", "SR0.5"), ("sr75", "SR0.75"),
-                                         ("auc", "AUC"), ("precision", "Prec@20px"), ("fps", "fps")]
+                                         ("auc", "AUC"), ("precision", "Prec@20px"), ("fps", "fps"),
+                                         ("score_auc", "score ROC AUC")]
 
 
 def fmt(value: Any, digits: int = 3) -> str:

