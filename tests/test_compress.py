@@ -18,7 +18,6 @@ from siamtrack.compress.distill import distill_loss, matching_taps
 from siamtrack.config import CompressConfig, load_experiment
 from siamtrack.data.synthetic import make_sequence
 from siamtrack.models import build_model, count_parameters, model_spec, named_spec
-from siamtrack.compress.prune import prune_units
 from siamtrack.models.profile import count_macs
 
 

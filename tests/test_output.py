@@ -18,12 +18,14 @@ import torch
 
 from siamtrack import cli
 from siamtrack.checkpoint import save_checkpoint
-from siamtrack.data import make_sequence, write_got10k_folder
+from siamtrack.data import make_sequence
 from siamtrack.io import AnnotatedVideoWriter, VideoFileSource
 from siamtrack.io import writer as writer_module
 from siamtrack.io.output import OutputLock, RowFile
 from siamtrack.models import build_model, named_spec
 from siamtrack.tracking.tracker import SiamFCTracker
+
+from dataset_writers import write_got10k_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BOX = "65,48,30,24"

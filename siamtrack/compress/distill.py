@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import CompressConfig
+from ..config import INSTANCE_SZ, CompressConfig
 from ..models import ConvStack, SiamNet
 from ..training.losses import balanced_logistic_loss
 
@@ -43,7 +43,7 @@ def hint_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.T
     return F.mse_loss(student_feat, teacher_feat) / teacher_feat.pow(2).mean().clamp_min(1e-8)
 
 
-def matching_taps(student: ConvStack, teacher: ConvStack, size: int = 255, count: int = 2) -> list[tuple[int, int]]:
+def matching_taps(student: ConvStack, teacher: ConvStack, size: int = INSTANCE_SZ, count: int = 2) -> list[tuple[int, int]]:
     """``(student_block, teacher_block)`` pairs, last first, whose outputs have the same spatial size."""
     def sizes(stack: ConvStack) -> list[int]:
         out, n = [], size

@@ -42,6 +42,7 @@ from .photos import PhotoAugment, PhotoSource, photo_pair
 from .sources import (BoxFilter, GOT10kSource, OTBSource, SequenceSource, SyntheticSource,
                       warn_data)
 from .transforms import color_jitter, load_image, mean_color, target_crop, to_gray, to_tensor
+from ..config import CONTEXT, EXEMPLAR_SZ, INSTANCE_SZ
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class PairDataset(Dataset):
     """
 
     def __init__(self, sources: Sequence[SequenceSource], weights: Mapping[str, float] | None = None,
-                 *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = 127,
-                 instance_sz: int = 255, context: float = 0.5, stretch: float = 0.05,
+                 *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = EXEMPLAR_SZ,
+                 instance_sz: int = INSTANCE_SZ, context: float = CONTEXT, stretch: float = 0.05,
                  shift: float = 8, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
                  photo_augment: PhotoAugment | None = None, max_retries: int = 100,
                  epoch: int = 0) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .sources import BoxFilter, SequenceRecord, SequenceSource, warn_data
 from .transforms import blur, color_jitter, target_crop, to_gray
+from ..config import CONTEXT, EXEMPLAR_SZ, INSTANCE_SZ
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class PhotoAugment:
 
 
 def photo_pair(image: np.ndarray, box: Sequence[float], rng: np.random.Generator, *,
-               exemplar_sz: int = 127, instance_sz: int = 255, context: float = 0.5,
+               exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int = INSTANCE_SZ, context: float = CONTEXT,
                stretch: float = 0.05, shift: float = 8.0,
                aug: PhotoAugment | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exemplar and search crops (RGB ``uint8``) of one photo's ``box``, augmented independently.

@@ -37,7 +37,7 @@ from .transforms import Frame
 
 log = logging.getLogger(__name__)
 
-from ..layouts import IMAGE_EXTENSIONS, list_images
+from ..layouts import list_images
 
 
 class DataWarning(UserWarning):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..geometry import box_to_center, context_size
+from ..config import CONTEXT, EXEMPLAR_SZ
 
 #: A frame reference as the sources hand it out: a file path, an in-memory RGB image, or a
 #: zero-argument callable that renders one (lazy synthetic frames).
@@ -108,7 +109,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def target_crop(image: np.ndarray, box: Sequence[float], out_size: int, rng: np.random.Generator, *,
-                context: float = 0.5, exemplar_sz: int = 127, stretch: float = 0.0,
+                context: float = CONTEXT, exemplar_sz: int = EXEMPLAR_SZ, stretch: float = 0.0,
                 shift: float = 0.0, scale: float = 0.0, rotation: float = 0.0,
                 border_value: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SiamFC training crop around ``box``, with random stretch/shift/scale/rotation.

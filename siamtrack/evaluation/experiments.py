@@ -29,7 +29,7 @@ import numpy as np
 from got10k.datasets import OTB
 from got10k.experiments import ExperimentGOT10k, ExperimentOTB
 
-from ..layouts import list_images
+from ..layouts import IMAGE_EXTENSIONS, list_images
 
 Metrics = dict[str, Any]
 
@@ -104,7 +104,7 @@ def sequence_problem(seq_dir: str, anno_file: str, pattern: tuple[str, ...], exa
 
 
 def check_sequences(dataset: Any, exact: Any, skip_bad: bool, log: Any = print,
-                    pattern: tuple[str, ...] = IMAGE_EXTS,
+                    pattern: tuple[str, ...] = IMAGE_EXTENSIONS,
                     missing: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Check every sequence's layout before any tracking: frames against ground-truth rows, and
     sequences named but absent (``missing``). Raises ``ValueError`` naming the first bad sequence,

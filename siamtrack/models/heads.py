@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import OUT_SCALE
+
 
 class XCorrHead(nn.Module):
     """``response = out_scale * (z ⋆ x) + bias``.
@@ -21,7 +23,7 @@ class XCorrHead(nn.Module):
     even crop (16 -> 8); an odd crop of an even map would sit half a cell off the target centre.
     """
 
-    def __init__(self, out_scale: float = 0.001, exemplar_crop: int = 0) -> None:
+    def __init__(self, out_scale: float = OUT_SCALE, exemplar_crop: int = 0) -> None:
         super().__init__()
         self.out_scale = float(out_scale)
         self.exemplar_crop = int(exemplar_crop)

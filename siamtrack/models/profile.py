@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import EXEMPLAR_SZ, INSTANCE_SZ
+
 
 def _conv_macs(module: nn.Conv2d, output: torch.Tensor) -> int:
     kh, kw = module.kernel_size
@@ -44,7 +46,7 @@ def backbone_macs(backbone: nn.Module, size: int, in_channels: int = 3) -> tuple
     return total, tuple(out.shape)
 
 
-def count_macs(net: nn.Module, exemplar_sz: int = 127, instance_sz: int = 255,
+def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int = INSTANCE_SZ,
                scale_num: int = 3) -> dict[str, int]:
     """MACs of a SiamFC-style net (``net.backbone`` + xcorr head) for the tracking loop.
 

@@ -14,6 +14,7 @@ from torch import nn
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .efficientnet import EfficientLiteBackbone
 from .heads import XCorrHead
+from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE
 
 ArchSpec = dict[str, Any]
 SPEC_VERSION = 1
@@ -53,7 +54,7 @@ def _scaled(widths: tuple[int, ...], groups: tuple[int, ...], width: float) -> l
     return out
 
 
-def alexnet_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
+def alexnet_spec(width: float = 1.0, out_scale: float = OUT_SCALE) -> ArchSpec:
     """The SiamFC teacher (``width=1``: 2,336,320 backbone parameters) or a uniformly thinner copy."""
     widths = _scaled(ALEXNET_WIDTHS, ALEXNET_GROUPS, width)
     return {"version": SPEC_VERSION, "name": "alexnet" if width == 1.0 else f"alexnet_x{width:g}",
@@ -65,7 +66,7 @@ def alexnet_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
 STUDENT_WIDTHS = (32, 64, 128, 128, 128, 96)
 
 
-def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
+def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE) -> ArchSpec:
     """Compact student with the SiamFC contract (stride 8, 6x6 / 22x22 feature maps at 127 / 255).
 
     Chosen by measurement on 2 CPU cores (see docs/ARCHITECTURE.md, "Student"):
@@ -92,7 +93,7 @@ def student_spec(width: float = 1.0, out_scale: float = 0.001) -> ArchSpec:
             "in_channels": 3, "backbone": layers, "head": {"out_scale": out_scale}}
 
 
-def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = 0.001, stages: int = 3,
+def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = OUT_SCALE, stages: int = 3,
                             adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
                             freeze_bn: bool = True) -> ArchSpec:
     """EfficientNet-Lite0 up to ``stages`` (3: 40 channels at stride 8; 4-5 dilated) + a 1x1 adjust to
@@ -115,7 +116,7 @@ ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "s
                                                      "efficientnet_lite0": efficientnet_lite0_spec}
 
 
-def named_spec(name: str, width: float = 1.0, out_scale: float = 0.001, **options: Any) -> ArchSpec:
+def named_spec(name: str, width: float = 1.0, out_scale: float = OUT_SCALE, **options: Any) -> ArchSpec:
     """Spec of a registered architecture (``alexnet`` = the classic teacher, ``student``,
     ``efficientnet_lite0``); ``options`` are the builder's own keywords (e.g. ``stages=4``)."""
     if name not in ARCHITECTURES:
@@ -126,7 +127,7 @@ def named_spec(name: str, width: float = 1.0, out_scale: float = 0.001, **option
         raise ValueError(f"architecture {name!r}: {exc}") from None
 
 
-def validate_spec(spec: ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255) -> None:
+def validate_spec(spec: ArchSpec, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int = INSTANCE_SZ) -> None:
     """Raise ``ValueError`` unless ``spec`` is a buildable stride-8 SiamFC backbone."""
     if not isinstance(spec, dict) or "backbone" not in spec:
         raise ValueError("architecture spec must be a dict with a 'backbone' layer list")
@@ -216,7 +217,7 @@ def _feature_size(backbone: Any, size: int, in_channels: int) -> int:
         return int(backbone(probe).shape[-1])
 
 
-def geometry(net_or_spec: nn.Module | ArchSpec, exemplar_sz: int = 127, instance_sz: int = 255) -> Geometry:
+def geometry(net_or_spec: nn.Module | ArchSpec, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int = INSTANCE_SZ) -> Geometry:
     """Stride, response side and offset of a network (a :class:`SiamNet`-like module or its spec)
     for ``exemplar_sz`` / ``instance_sz`` crops.
 
