@@ -65,7 +65,8 @@ class LostSearch:
         """Count low-confidence frames; returns True on the frame the target becomes lost."""
         if score >= cfg.lost_threshold:
             self.low, self.lost = 0, False  # (without re-detection the flag clears by itself)
-            self.anchor = (center.copy(), target_sz.copy())
+            if score >= cfg.redetect_found:  # the box to return to: the last one scored as found
+                self.anchor = (center.copy(), target_sz.copy())
             return False
         self.low += 1
         if not self.lost and self.low >= cfg.lost_frames:
