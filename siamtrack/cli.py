@@ -359,7 +359,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_weights_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, metavar="teacher|student|PATH[@onnx|@int8]",
+    p.add_argument("--weights", default=None, metavar="teacher|student|alexnet|PATH[@onnx|@int8]",
                    help="shipped weights by name, a checkpoint file or a folder written by `siamtrack "
                         "export` (default: student, else teacher; named weights are looked up in "
                         "$SIAMTRACK_WEIGHTS, the repo's weights/, ./weights); a @onnx / @int8 suffix "

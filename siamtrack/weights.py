@@ -136,9 +136,9 @@ def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
         return WEIGHTS[key].path()
     path = Path(key).expanduser()
     if not (path.is_file() or is_export_folder(path)):
-        raise CheckpointError(f"weights file not found: {path} (pass 'teacher', 'student', the "
-                              f"path of a .pth checkpoint written by siamtrack or a folder written "
-                              f"by `siamtrack export`)")
+        names = ", ".join(repr(n) for n in WEIGHTS)
+        raise CheckpointError(f"weights file not found: {path} (pass {names}, the path of a .pth "
+                              f"checkpoint written by siamtrack or a folder written by `siamtrack export`)")
     return path
 
 
