@@ -4,7 +4,7 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
 
     frame ─► crop ``scale_num`` search squares (one RGBA region, cv2.warpAffine per scale, planes
           split straight into ONE (S, 3, 255, 255) uint8 batch: see ``geometry.crop_squares``)
-          ─► backbone + xcorr with the cached exemplar embedding ─► (S, 17, 17) maps to the host
+          ─► backbone + xcorr with the cached exemplar embedding ─► (S, r, r) maps to the host (r = 17 for AlexNet, 25 for Lite0)
           ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
           ─► normalise, cosine window ─► peak ─► new centre and size
 
@@ -37,6 +37,7 @@ from ..models import geometry
 from ..models.inference import Engine, TorchEngine
 from .confidence import calibrated_score, response_stats
 from .redetect import LostSearch
+
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
     """Validate an input frame and return it as a C-contiguous RGB ``uint8`` ``(H, W, 3)`` array.
