@@ -87,7 +87,7 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
     run by ``backend`` (default: torch, or what a ``@onnx`` / ``@int8`` suffix on ``weights`` says)."""
     from .checkpoint import CheckpointError
     from .tracking.tracker import SiamFCTracker
-    from .weights import PRETRAINED, resolve_weights, search_dirs
+    from .weights import PRETRAINED, WEIGHTS, resolve_weights, search_dirs
 
     if weights:
         return SiamFCTracker.from_pretrained(weights, device=device, backend=backend)
@@ -101,7 +101,7 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
     dirs = ", ".join(str(d) for d in search_dirs())
     raise CheckpointError(
         f"no trained weights are shipped yet ({' / '.join(PRETRAINED.values())} not found in {dirs}); "
-        f"train them with `python experiments/train.py --config experiments/teacher.yaml`, set "
+        f"train them with `python experiments/train.py --config experiments/{WEIGHTS['teacher'].config}.yaml`, set "
         f"SIAMTRACK_WEIGHTS to their folder, or pass --weights PATH")
 
 

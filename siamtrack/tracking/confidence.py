@@ -38,16 +38,21 @@ def response_stats(maps: np.ndarray) -> np.ndarray:
     flat = np.nan_to_num(maps.reshape(n, -1), nan=-50.0, posinf=50.0, neginf=-50.0)
     arg = flat.argmax(axis=1)
     peak = flat[np.arange(n), arg]
-    mean, std = flat.mean(axis=1), flat.std(axis=1)
+    # one pass of sums; the sidelobe (everything outside a square around the peak) is the whole
+    # map minus that window, so no mask is built: this runs once per frame in the tracking loop
+    size = rows * cols
+    total, total_sq = flat.sum(axis=1), np.einsum("ij,ij->i", flat, flat)
+    mean = total / size
+    std = np.sqrt(np.maximum(total_sq / size - mean ** 2, 0.0))
     zscore = (peak - mean) / (std + 1e-6)
-    # sidelobe: everything outside a square around the peak, as a boolean mask built by broadcasting
-    pr, pc = np.divmod(arg, cols)
-    rr = np.abs(np.arange(rows)[None, :, None] - pr[:, None, None]) > PSR_EXCLUDE
-    cc = np.abs(np.arange(cols)[None, None, :] - pc[:, None, None]) > PSR_EXCLUDE
-    side = (rr | cc).reshape(n, -1)
-    count = np.maximum(side.sum(axis=1), 1)
-    s_mean = (flat * side).sum(axis=1) / count
-    s_var = ((flat - s_mean[:, None]) ** 2 * side).sum(axis=1) / count
+    grid = flat.reshape(n, rows, cols)
+    w_sum, w_sq, w_count = np.empty(n), np.empty(n), np.empty(n)
+    for i, (pr, pc) in enumerate(zip(*np.divmod(arg, cols))):  # n is 1 per frame (a few tiles when lost)
+        window = grid[i, max(pr - PSR_EXCLUDE, 0):pr + PSR_EXCLUDE + 1, max(pc - PSR_EXCLUDE, 0):pc + PSR_EXCLUDE + 1]
+        w_sum[i], w_sq[i], w_count[i] = window.sum(), np.vdot(window, window), window.size
+    count = np.maximum(size - w_count, 1)
+    s_mean = (total - w_sum) / count
+    s_var = np.maximum((total_sq - w_sq) / count - s_mean ** 2, 0.0)
     psr = (peak - s_mean) / (np.sqrt(s_var) + 1e-6)
     return np.stack([np.clip(peak, -50.0, 50.0), psr, zscore], axis=1)
 
