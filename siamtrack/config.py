@@ -38,6 +38,12 @@ class TrackerConfig:
     scale_penalty: float = 0.9745   # multiplies the responses of the non-unit scales
     window_influence: float = 0.176  # weight of the cosine window
     response_up: int = 16           # bicubic upsampling factor of the response
+    # box-head loop (SiamFC++, Xu et al. 2020; their AlexNet/GOT-10k values): one crop, the box
+    # regressed; penalty exp(-(ratio change * size change - 1) * box_penalty_k) on each cell's box,
+    # cosine window weight box_window_influence, size damping box_lr * penalty * score
+    box_penalty_k: float = 0.04
+    box_window_influence: float = 0.21
+    box_lr: float = 0.52
     # the response side and the stride are properties of the network: siamtrack.models.geometry
     # confidence (tracking/confidence.py): sigmoid(bias + weights . [peak, psr, zscore]) of the chosen
     # scale's raw response; logistic(peak, psr) fitted on got10k/train + got10k-extra/train with the
@@ -61,8 +67,9 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.scale_num < 1 or self.scale_num % 2 == 0:
             raise ValueError(f"scale_num must be a positive odd number, got {self.scale_num}")
-        if not 0.0 <= self.window_influence <= 1.0:
-            raise ValueError(f"window_influence must be in [0, 1], got {self.window_influence}")
+        for name in ("window_influence", "box_window_influence", "box_lr"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.exemplar_sz <= 0 or self.instance_sz <= self.exemplar_sz:
             raise ValueError("need 0 < exemplar_sz < instance_sz")
         if self.lost_frames < 1 or self.redetect_tiles < 1 or self.redetect_growth <= 1.0:

@@ -76,7 +76,8 @@ def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) 
     """Parameters, MACs per tracked frame and size on disk: the cost columns of the stage table."""
     from .models.profile import count_macs
     macs = count_macs(net, scale_num=scale_num)
-    out = {"params": count_parameters(net), "macs": macs["per_frame"], "exemplar_macs": macs["exemplar"]}
+    out = {"params": count_parameters(net), "macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
+           "search_crops": macs["scale_num"]}
     if path is not None and path.exists():
         out["bytes"] = path.stat().st_size
     return out
@@ -259,7 +260,7 @@ class Pipeline:
                          format_macs(r.get("exemplar_macs", 0)), f"{r.get('bytes', 0) / 1024:.0f} KiB",
                          fmt(r.get("ms"), 2), fmt(r.get("fps"), 1), fmt(r.get("ao")), fmt(r.get("sr50")),
                          fmt(r.get("sr75")), fmt(r.get("auc"))])
-        return markdown_table(["stage", "params", "MACs/frame (3 scales)", "exemplar MACs (once)", "size",
+        return markdown_table(["stage", "params", "MACs/frame", "exemplar MACs (once)", "size",
                                f"ms/frame ({threads} threads)", "fps", "AO", "SR0.50", "SR0.75", "AUC"], rows)
 
     def ship(self, stage: str, dest: str | Path) -> Path:

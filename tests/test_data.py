@@ -313,11 +313,13 @@ def synth_dataset() -> PairDataset:
 
 def test_pair_shapes_dtypes_and_range(synth_dataset):
     assert len(synth_dataset) == 50
-    z, x, offset = synth_dataset[0]
+    z, x, target = synth_dataset[0]
     assert z.shape == (3, 127, 127) and x.shape == (3, 255, 255)
     _, _, info = synth_dataset.sample(0)
     centre = info.box_x[:2] + info.box_x[2:] / 2 - 127.5
-    assert offset.shape == (2,) and np.allclose(offset.numpy(), centre, atol=1e-4)
+    # [dx, dy, w, h]: the centre's offset from the search-crop centre, then the size (search pixels)
+    assert target.shape == (4,) and np.allclose(target[:2].numpy(), centre, atol=1e-4)
+    assert np.allclose(target[2:].numpy(), info.box_x[2:], atol=1e-4)
     assert z.dtype == torch.float32 and x.dtype == torch.float32
     assert z.is_contiguous() and x.is_contiguous()
     assert 0 <= float(z.min()) and float(x.max()) <= 255 and float(x.max()) > 1  # raw 0..255

@@ -14,8 +14,8 @@ One pair (``PairDataset.sample``):
    jitter); optional grey/colour augmentation.
 
 **The target is near the centre of the search image** (within ``shift`` pixels per axis, its
-centre at ``instance_sz / 2 - shift_xy``); each item carries that offset, and the training label is
-the SiamFC map centred on it: positive within ``r_pos`` = 16 search pixels (2 response cells at
+centre at ``instance_sz / 2 - shift_xy``); each item carries that offset and the target's size in the
+search crop, and the training label is the SiamFC map centred on it (or the box head's targets): positive within ``r_pos`` = 16 search pixels (2 response cells at
 stride 8) of the target. A padded backbone needs a wide shift (SiamRPN++: +-64 px), or it learns
 that the answer is always in the middle. The label itself is built by the loss in
 ``siamtrack.training``, not here.
@@ -165,15 +165,17 @@ class PairDataset(Dataset):
         return self.pairs_per_epoch
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(z, x, offset)``: the crops and the target centre's offset from the search-crop centre,
-        ``(dx, dy)`` float32 search pixels, where the loss puts the positive label."""
+        """``(z, x, target)``: the crops and ``[dx, dy, w, h]`` float32 search pixels, the target
+        centre's offset from the search-crop centre (where the loss puts the positive label) and the
+        target's size (what the box head regresses)."""
         if not 0 <= int(index) < self.pairs_per_epoch:
             raise IndexError(f"pair index {index} out of range [0, {self.pairs_per_epoch})")
         z, x, info = self.sample(int(index))
         bx = info.box_x
-        offset = torch.tensor([bx[0] + bx[2] / 2.0 - self.instance_sz / 2.0,
-                               bx[1] + bx[3] / 2.0 - self.instance_sz / 2.0], dtype=torch.float32)
-        return to_tensor(z), to_tensor(x), offset
+        target = torch.tensor([bx[0] + bx[2] / 2.0 - self.instance_sz / 2.0,
+                               bx[1] + bx[3] / 2.0 - self.instance_sz / 2.0, bx[2], bx[3]],
+                              dtype=torch.float32)
+        return to_tensor(z), to_tensor(x), target
 
     # -- sampling --------------------------------------------------------------------------------
 

@@ -4,7 +4,10 @@
 * ``search.onnx``: ``x`` uint8 ``(S, 3, 255, 255)`` (dynamic ``S``, the scales) and ``kernel``
   ``(1, C, 6, 6)`` -> ``response`` float ``(S, 17, 17)``: search branch + xcorr head in one graph,
   with the exemplar embedding as an input because it changes per sequence, not per export (the
-  xcorr is written as a MatMul, see :class:`_MatMulXCorr`).
+  xcorr is written as a MatMul, see :class:`_MatMulXCorr`). With the box head the search graph has
+  three outputs instead: ``cls`` ``(S, r, r)``, ``quality`` ``(S, r, r)`` (logits) and ``box``
+  ``(S, 4, r, r)`` (l, t, r, b in search pixels); the engine stacks them into the ``(S, 6, r, r)`` the
+  tracker reads (``siamtrack.models.heads.BOX_OUTPUTS``).
 
 The graphs take the tracker's planar uint8 crops as they are (``crop_squares`` writes planes, so no
 transpose is left) and cast them inside. Format 1 took NHWC crops and transposed them in the graph:
@@ -94,11 +97,26 @@ class _SearchGraph(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        return self.head(kernel, self.backbone(x.float()))[:, 0]
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.head(kernel, self.backbone(x.float()))
+        if out.shape[1] == 1:
+            return out[:, 0]
+        return out[:, 0], out[:, 1], out[:, 2:]   # box head: cls, quality, box
 
 
-def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], output: str,
+def search_outputs(head: nn.Module) -> list[str]:
+    """Output names of the search graph for ``head``."""
+    return ["cls", "quality", "box"] if getattr(head, "kind", "xcorr") == "box" else ["response"]
+
+
+def torch_response(net: nn.Module, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """What an engine's ``respond`` returns, computed by the PyTorch ``net``: ``(S, r, r)`` for the
+    xcorr head, ``(S, 6, r, r)`` for the box head."""
+    out = net.head(kernel, net.backbone(x))
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], output: str | list[str],
              dynamic: dict[str, dict[int, str]]) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -106,7 +124,8 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # the TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript too
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(module, args, buf, input_names=inputs, output_names=[output],
+        torch.onnx.export(module, args, buf, input_names=inputs,
+                          output_names=[output] if isinstance(output, str) else output,
                           dynamic_axes=dynamic, opset_version=OPSET, do_constant_folding=True,
                           dynamo=False)
     return buf.getvalue()
@@ -124,8 +143,9 @@ def onnx_graphs(net: nn.Module, cfg: TrackerConfig) -> tuple[bytes, bytes]:
         features = fused.backbone(x.float())
         head = (_MatMulXCorr(fused.head, kernel.shape[-2:], features.shape[-2:])
                 if type(fused.head) is XCorrHead else fused.head)
-        search = _to_onnx(_SearchGraph(fused.backbone, head), (x, kernel), ["x", "kernel"],
-                          "response", {"x": {0: "scales"}, "response": {0: "scales"}})
+        outputs = search_outputs(fused.head)
+        search = _to_onnx(_SearchGraph(fused.backbone, head), (x, kernel), ["x", "kernel"], outputs,
+                          {"x": {0: "scales"}, **{name: {0: "scales"} for name in outputs}})
     return exemplar, search
 
 
@@ -140,7 +160,7 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
             z = crops.z[i:i + 1]
             x = crops.x[[(i + k) % n for k in range(scale_num)]]
             k_ref = exemplar_embedding(ref, torch.from_numpy(z).float())
-            r_ref = ref.head(k_ref, ref.backbone(torch.from_numpy(x).float()))[:, 0]
+            r_ref = torch_response(ref, k_ref, torch.from_numpy(x).float())
             k_ort = engine.embed_exemplar(z)
             r_ort = engine.respond(k_ort, x)
             kernel_diff = max(kernel_diff, float(np.abs(k_ort - k_ref.numpy()).max()))
@@ -212,4 +232,4 @@ def _stats(net: nn.Module, cfg: TrackerConfig) -> dict[str, int]:
     macs = count_macs(copy.deepcopy(net).cpu().float().eval(), cfg.exemplar_sz, cfg.instance_sz,
                       cfg.scale_num)
     return {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-            "params": count_parameters(net), "scale_num": cfg.scale_num}
+            "params": count_parameters(net), "scale_num": macs["scale_num"]}

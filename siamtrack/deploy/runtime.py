@@ -3,7 +3,8 @@
 :class:`OrtEngine` runs two ONNX graphs (exemplar branch; search branch + xcorr head, which takes
 the embedding as its second input) with onnxruntime, an optional dependency. It has the interface
 of :class:`siamtrack.models.inference.Engine`: ``embed_exemplar(z)`` on ``(1, 3, 127, 127)`` uint8
-planar crops, ``respond(kernel, x)`` on ``(S, 3, 255, 255)`` ones -> ``(S, r, r)`` float32 logits.
+planar crops, ``respond(kernel, x)`` on ``(S, 3, 255, 255)`` ones -> ``(S, r, r)`` float32 logits (or
+``(S, 6, r, r)`` for a box head, stacked from its three graph outputs).
 :mod:`siamtrack.weights` hands it to the tracker.
 """
 from __future__ import annotations
@@ -88,7 +89,11 @@ class OrtEngine:
 
     def respond(self, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
         self._ensure_sessions()
-        return self._sessions[1].run(None, {"x": np.ascontiguousarray(x), "kernel": kernel})[0]
+        outs = self._sessions[1].run(None, {"x": np.ascontiguousarray(x), "kernel": kernel})
+        if len(outs) == 1:
+            return outs[0]
+        cls, quality, box = outs  # a box head's three outputs, as the torch engine stacks them
+        return np.concatenate([cls[:, None], quality[:, None], box], axis=1)
 
 
 def is_export_folder(path: str | os.PathLike[str]) -> bool:

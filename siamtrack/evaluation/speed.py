@@ -56,12 +56,13 @@ def _static(spec: Any, tracker: Any) -> dict[str, Any]:
     if tracker.net is not None:
         macs = count_macs(tracker.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num)
         counts = {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-                  "params": count_parameters(tracker.net)}
+                  "params": count_parameters(tracker.net), "scale_num": macs["scale_num"]}
     else:
         stats = read_manifest(spec.source)["stats"]
         counts = {k: stats[k] for k in ("macs", "exemplar_macs", "params")}
+        counts["scale_num"] = stats.get("scale_num", cfg.scale_num)
     return {**counts, "bytes": sum(os.path.getsize(p) for p in spec.model_files()),
-            "scale_num": cfg.scale_num, "path": spec.source,
+            "path": spec.source,
             "engine": f"{spec.backend} {spec.precision}"}
 
 
@@ -146,7 +147,7 @@ def run(opts: SpeedOptions, log: Log = print) -> dict[str, Any]:
     log(speed_markdown(results))
     for name in names:
         log(f"{name}: exemplar {format_macs(static[name]['exemplar_macs'])} MACs once per sequence, "
-            f"{format_macs(static[name]['macs'])} MACs per frame ({static[name]['scale_num']} search scales)")
+            f"{format_macs(static[name]['macs'])} MACs per frame ({static[name]['scale_num']} search crops)")
     if len(names) > 1:
         base = names[0]
         for threads in opts.threads:

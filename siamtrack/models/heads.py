@@ -1,11 +1,36 @@
-"""Cross-correlation head: the exemplar embedding is the filter slid over the search embedding."""
+"""Correlation heads: the exemplar embedding is the filter slid over the search embedding.
+
+* :class:`XCorrHead` (``type: xcorr``, SiamFC): one response map; scale comes from a 3-scale search.
+* :class:`BoxHead` (``type: box``, SiamFC++ style): depthwise correlation, two small towers, and per
+  response cell a classification logit, a quality (centre-ness) logit and the distances to the four
+  box edges, so one search crop per frame gives position and size.
+
+Both crop the exemplar map the same way (:func:`centre_crop`); :data:`HEAD_TYPES` maps a spec's
+``head.type`` to its class.
+"""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import OUT_SCALE
+
+
+def centre_crop(z: torch.Tensor, crop: int) -> torch.Tensor:
+    """The centred ``crop`` x ``crop`` window of ``z`` (``z`` itself when ``crop`` is 0 or not smaller).
+
+    The crop is exactly centred, so an even map needs an even crop (16 -> 8); an odd crop of an even
+    map would sit half a cell off the target centre."""
+    h, w = z.shape[-2:]
+    if crop <= 0 or (h <= crop and w <= crop):
+        return z
+    if (h - crop) % 2 or (w - crop) % 2:
+        raise ValueError(f"exemplar map {h}x{w} has no centred {crop}x{crop} crop (parities differ)")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return z[..., top:top + crop, left:left + crop]
 
 
 class XCorrHead(nn.Module):
@@ -19,9 +44,11 @@ class XCorrHead(nn.Module):
 
     ``exemplar_crop`` (0: off) centre-crops a larger exemplar map to that side before correlating,
     as SiamRPN++ does for padded backbones: the border cells of a padded network's exemplar map see
-    the zero padding, not the target's context. The crop is exactly centred, so an even map needs an
-    even crop (16 -> 8); an odd crop of an even map would sit half a cell off the target centre.
+    the zero padding, not the target's context (:func:`centre_crop`).
     """
+
+    kind = "xcorr"
+    outputs = 1
 
     def __init__(self, out_scale: float = OUT_SCALE, exemplar_crop: int = 0) -> None:
         super().__init__()
@@ -31,13 +58,7 @@ class XCorrHead(nn.Module):
 
     def crop_exemplar(self, z: torch.Tensor) -> torch.Tensor:
         """The centred ``exemplar_crop`` x ``exemplar_crop`` window of ``z`` (``z`` itself when off or smaller)."""
-        c, (h, w) = self.exemplar_crop, z.shape[-2:]
-        if c <= 0 or (h <= c and w <= c):
-            return z
-        if (h - c) % 2 or (w - c) % 2:
-            raise ValueError(f"exemplar map {h}x{w} has no centred {c}x{c} crop (parities differ)")
-        top, left = (h - c) // 2, (w - c) // 2
-        return z[..., top:top + c, left:left + c]
+        return centre_crop(z, self.exemplar_crop)
 
     def spec(self) -> dict:
         return {"type": "xcorr", "out_scale": self.out_scale, "exemplar_crop": self.exemplar_crop}
@@ -55,3 +76,100 @@ class XCorrHead(nn.Module):
         else:
             raise ValueError(f"batch mismatch: {z.shape[0]} exemplars vs {x.shape[0]} search images")
         return out * self.out_scale + self.bias
+
+
+def depthwise_xcorr(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-channel correlation (SiamRPN++'s depthwise xcorr): ``z (1 or B, C, hz, wz)`` over
+    ``x (B, C, hx, wx)`` gives ``(B, C, hx - hz + 1, wx - wz + 1)`` as one grouped convolution."""
+    b, c, h, w = x.shape
+    if z.shape[1] != c:
+        raise ValueError(f"channel mismatch: exemplar {tuple(z.shape)} vs search {tuple(x.shape)}")
+    hz, wz = z.shape[-2:]
+    if z.shape[0] == 1:
+        return F.conv2d(x, z.reshape(c, 1, hz, wz), groups=c)
+    if z.shape[0] != b:
+        raise ValueError(f"batch mismatch: {z.shape[0]} exemplars vs {b} search images")
+    out = F.conv2d(x.reshape(1, b * c, h, w), z.reshape(b * c, 1, hz, wz), groups=b * c)
+    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+
+
+def _separable_tower(channels: int, depth: int) -> nn.Sequential:
+    """``depth`` x (3x3 depthwise + 1x1 pointwise, BN, ReLU): the cheap conv tower of a head
+    (a dense 3x3 conv at 128 channels on a 25x25 map costs 92 M MACs, this 11 M per block)."""
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+                   nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+#: output channels of :class:`BoxHead`, in order
+BOX_OUTPUTS = ("cls", "quality", "left", "top", "right", "bottom")
+
+
+class BoxHead(nn.Module):
+    """SiamFC++-style head: depthwise xcorr, a classification tower and a box tower.
+
+    ``forward(z, x)`` gives ``(B, 6, r, r)``, channels :data:`BOX_OUTPUTS`: the classification logit
+    (target centre region or not), the quality logit (centre-ness of the cell inside the box) and the
+    distances ``l, t, r, b`` from the cell's centre to the box edges in search-crop pixels
+    (``stride * exp(.)``, always positive). Where a cell sits in the crop is
+    :func:`siamtrack.models.geometry`'s business (stride and offset of the backbone); the head is told
+    its ``stride`` by :func:`~siamtrack.models.build_model`, which reads it from the backbone.
+
+    The box tower starts at a box of ``4 * stride`` pixels to each edge (64 x 64 px at stride 8, the
+    size of a target in SiamFC's search crop), so regression does not begin from a degenerate box.
+    """
+
+    kind = "box"
+    outputs = len(BOX_OUTPUTS)
+
+    def __init__(self, channels: int, exemplar_crop: int = 0, tower: int = 2, stride: int = 8) -> None:
+        super().__init__()
+        self.channels, self.exemplar_crop, self.tower = int(channels), int(exemplar_crop), int(tower)
+        self.stride = int(stride)
+        self.cls_tower = _separable_tower(self.channels, self.tower)
+        self.box_tower = _separable_tower(self.channels, self.tower)
+        self.cls_out = nn.Conv2d(self.channels, 1, 1)
+        self.box_out = nn.Conv2d(self.channels, 5, 1)   # quality, then l, t, r, b (log units)
+        self.reset_output_layers()
+
+    def reset_output_layers(self) -> None:
+        """Small output weights, the box bias at ``log(4)`` (edges 4 strides away). Called again
+        after a generic initialiser has run over the whole network."""
+        for conv in (self.cls_out, self.box_out):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        with torch.no_grad():
+            self.box_out.bias[1:] = math.log(4.0)
+
+    def crop_exemplar(self, z: torch.Tensor) -> torch.Tensor:
+        return centre_crop(z, self.exemplar_crop)
+
+    def spec(self) -> dict:
+        return {"type": "box", "exemplar_crop": self.exemplar_crop, "tower": self.tower}
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        feat = depthwise_xcorr(self.crop_exemplar(z), x)
+        cls = self.cls_out(self.cls_tower(feat))
+        box = self.box_out(self.box_tower(feat))
+        ltrb = torch.exp(box[:, 1:].clamp(-6.0, 6.0)) * float(self.stride)
+        return torch.cat([cls, box[:, :1], ltrb], dim=1)
+
+
+#: ``spec["head"]["type"]`` -> class (a spec without a type is the SiamFC xcorr head)
+HEAD_TYPES: dict[str, type[nn.Module]] = {"xcorr": XCorrHead, "box": BoxHead}
+
+
+def build_head(spec: dict, channels: int, stride: int) -> nn.Module:
+    """The head a spec's ``head`` dict describes, for a backbone of ``channels`` outputs at ``stride``."""
+    kind = spec.get("type", "xcorr")
+    if kind == "xcorr":
+        return XCorrHead(out_scale=float(spec.get("out_scale", OUT_SCALE)),
+                         exemplar_crop=int(spec.get("exemplar_crop", 0)))
+    if kind == "box":
+        return BoxHead(channels, exemplar_crop=int(spec.get("exemplar_crop", 0)),
+                       tower=int(spec.get("tower", 2)), stride=stride)
+    raise ValueError(f"unknown head type {kind!r}; known: {sorted(HEAD_TYPES)}")

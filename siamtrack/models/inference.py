@@ -56,7 +56,8 @@ class Engine(Protocol):
 
     * ``embed_exemplar(z)``: ``(1, 3, ez, ez)`` uint8 -> the exemplar embedding (opaque to the
       tracker, computed once at ``init``);
-    * ``respond(kernel, x)``: ``(S, 3, iz, iz)`` uint8 -> ``(S, r, r)`` float32 numpy logits.
+    * ``respond(kernel, x)``: ``(S, 3, iz, iz)`` uint8 -> ``(S, r, r)`` float32 numpy logits (xcorr
+      head), or ``(S, 6, r, r)`` float32 (box head: ``siamtrack.models.heads.BOX_OUTPUTS``).
     """
 
     backend: str
@@ -90,4 +91,4 @@ class TorchEngine:
         with torch.inference_mode():
             out = self.net.head(kernel, self.net.backbone(self._to_batch(x)))
         # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
-        return out[:, 0].float().cpu().numpy()
+        return (out[:, 0] if out.shape[1] == 1 else out).float().cpu().numpy()

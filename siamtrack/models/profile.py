@@ -3,7 +3,9 @@
 Counted with forward hooks on every ``nn.Conv2d`` (MACs = output elements x in_channels / groups x
 kh x kw, the usual convention: bias adds, BN, ReLU and pooling are not counted) plus the
 cross-correlation of the head, which is a functional ``conv2d`` that no module hook sees
-(MACs = response elements x channels x exemplar-feature area). Measuring the real forward pass instead
+(MACs = response elements x channels x exemplar-feature area; the same for the box head's depthwise
+correlation, whose output has one map per channel instead of their sum); the box head's towers are
+counted by the hooks on a probe of the correlation's output size. Measuring the real forward pass instead
 of summing a formula keeps the count right for pruned and hand-written backbones alike, and the
 compression code reuses this module for its MAC budget.
 """
@@ -56,7 +58,7 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
     * ``search_backbone`` / ``xcorr`` / ``per_crop``: one search crop through the backbone, the
       cross-correlation with the cached exemplar embedding, and their sum;
     * ``search`` (= ``per_frame``): ``scale_num`` search crops, the cost of every ``update``;
-    * ``scale_num``.
+    * ``scale_num``: search crops per frame (always 1 with a box head, which regresses the size).
     """
     backbone = getattr(net, "backbone", net)
     in_ch = int(getattr(backbone, "in_channels", 3))
@@ -71,9 +73,38 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
     if ho <= 0 or wo <= 0:
         raise ValueError(f"search features {x_shape} smaller than exemplar features {z_shape}")
     xcorr = ho * wo * c * hz * wz
+    head = getattr(net, "head", None)
+    if getattr(head, "kind", "xcorr") == "box":
+        scale_num = 1
+        xcorr += _box_tower_macs(head, c, ho)
     per_crop = x_macs + xcorr
     return {"exemplar": z_macs, "search_backbone": x_macs, "xcorr": xcorr, "per_crop": per_crop,
             "search": scale_num * per_crop, "per_frame": scale_num * per_crop, "scale_num": scale_num}
+
+
+def _box_tower_macs(head: nn.Module, channels: int, side: int) -> int:
+    """MACs of the box head's towers and output convs on a ``side`` x ``side`` correlation map."""
+    total = 0
+
+    def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        total += _conv_macs(module, output)  # type: ignore[arg-type]
+
+    param = next(head.parameters())
+    feat = torch.zeros(1, channels, side, side, device=param.device, dtype=param.dtype)
+    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in convs]
+    was_training = head.training
+    head.eval()
+    try:
+        with torch.inference_mode():
+            head.cls_out(head.cls_tower(feat))
+            head.box_out(head.box_tower(feat))
+    finally:
+        head.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
 
 
 def format_macs(macs: float) -> str:

@@ -13,7 +13,7 @@ from torch import nn
 
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .efficientnet import EfficientLiteBackbone
-from .heads import XCorrHead
+from .heads import HEAD_TYPES, XCorrHead, build_head
 from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE
 
 ArchSpec = dict[str, Any]
@@ -21,13 +21,14 @@ SPEC_VERSION = 1
 
 
 class SiamNet(nn.Module):
-    """Shared backbone + cross-correlation head.
+    """Shared backbone + correlation head.
 
     ``forward(z, x)``: exemplar crops ``(B, 3, 127, 127)`` and search crops ``(B, 3, 255, 255)``, float
-    RGB 0..255, give response logits ``(B, 1, 17, 17)``.
+    RGB 0..255, give response logits ``(B, 1, r, r)`` with the xcorr head (r = 17 for AlexNet), or
+    ``(B, 6, r, r)`` with the box head (``siamtrack.models.heads.BOX_OUTPUTS``).
     """
 
-    def __init__(self, backbone: nn.Module, head: XCorrHead, name: str = "custom") -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, name: str = "custom") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -45,6 +46,27 @@ def exemplar_embedding(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return crop(kernel) if crop is not None else kernel
 
 
+def head_spec(head: str = "xcorr", out_scale: float = OUT_SCALE, exemplar_crop: int = 0,
+              tower: int = 2) -> dict[str, Any]:
+    """The ``head`` entry of a spec: SiamFC's xcorr (``"xcorr"``) or the SiamFC++-style box head
+    (``"box"``, ``tower`` separable blocks per branch)."""
+    if head == "xcorr":  # the format the shipped checkpoints hold (no type: xcorr)
+        out: dict[str, Any] = {"out_scale": out_scale}
+        if exemplar_crop:
+            out.update(type="xcorr", exemplar_crop=exemplar_crop)
+        return out
+    if head == "box":
+        return {"type": "box", "exemplar_crop": exemplar_crop, "tower": tower}
+    raise ValueError(f"unknown head {head!r}; choose from {sorted(HEAD_TYPES)}")
+
+
+def _with_head(spec: ArchSpec, head: str) -> ArchSpec:
+    """Box-head specs get a ``_box`` name suffix, so tables and file names tell the two apart."""
+    if head != "xcorr":
+        spec["name"] = f"{spec['name']}_{head}"
+    return spec
+
+
 def _scaled(widths: tuple[int, ...], groups: tuple[int, ...], width: float) -> list[int]:
     # keep every width divisible by its layer's groups and by the next layer's groups
     out = []
@@ -54,19 +76,19 @@ def _scaled(widths: tuple[int, ...], groups: tuple[int, ...], width: float) -> l
     return out
 
 
-def alexnet_spec(width: float = 1.0, out_scale: float = OUT_SCALE) -> ArchSpec:
+def alexnet_spec(width: float = 1.0, out_scale: float = OUT_SCALE, head: str = "xcorr", tower: int = 2) -> ArchSpec:
     """The SiamFC teacher (``width=1``: 2,336,320 backbone parameters) or a uniformly thinner copy."""
     widths = _scaled(ALEXNET_WIDTHS, ALEXNET_GROUPS, width)
-    return {"version": SPEC_VERSION, "name": "alexnet" if width == 1.0 else f"alexnet_x{width:g}",
-            "in_channels": 3, "backbone": alexnet_layers(widths, ALEXNET_GROUPS),
-            "head": {"out_scale": out_scale}}
+    return _with_head({"version": SPEC_VERSION, "name": "alexnet" if width == 1.0 else f"alexnet_x{width:g}",
+                       "in_channels": 3, "backbone": alexnet_layers(widths, ALEXNET_GROUPS),
+                       "head": head_spec(head, out_scale, tower=tower)}, head)
 
 
 #: stem, then the pointwise widths of the five depthwise-separable blocks (the last one is linear)
 STUDENT_WIDTHS = (32, 64, 128, 128, 128, 96)
 
 
-def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE) -> ArchSpec:
+def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE, head: str = "xcorr", tower: int = 1) -> ArchSpec:
     """Compact student with the SiamFC contract (stride 8, 6x6 / 22x22 feature maps at 127 / 255).
 
     Chosen by measurement on 2 CPU cores (see docs/ARCHITECTURE.md, "Student"):
@@ -89,27 +111,28 @@ def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE) -> ArchSpec:
     layers += separable(w[0], w[1]) + [{"type": "pool", "k": 3, "s": 2}]
     for i in range(2, len(w)):
         layers += separable(w[i - 1], w[i], linear=i == len(w) - 1)
-    return {"version": SPEC_VERSION, "name": "student" if width == 1.0 else f"student_x{width:g}",
-            "in_channels": 3, "backbone": layers, "head": {"out_scale": out_scale}}
+    return _with_head({"version": SPEC_VERSION, "name": "student" if width == 1.0 else f"student_x{width:g}",
+                       "in_channels": 3, "backbone": layers, "head": head_spec(head, out_scale, tower=tower)},
+                      head)
 
 
 def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = OUT_SCALE, stages: int = 3,
                             adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
-                            freeze_bn: bool = True) -> ArchSpec:
+                            freeze_bn: bool = True, head: str = "xcorr", tower: int = 2) -> ArchSpec:
     """EfficientNet-Lite0 up to ``stages`` (3: 40 channels at stride 8; 4-5 dilated) + a 1x1 adjust to
     ``adjust`` channels; the head correlates the centred ``exemplar_crop`` x ``exemplar_crop`` window
     of the 16x16 exemplar map with the 32x32 search map (a 25x25 response). ``frozen_stages`` leading
     stages (0 = stem) get no gradient. Initialise with ImageNet weights through
-    :func:`siamtrack.models.efficientnet.load_imagenet` (``model.pretrained: imagenet``)."""
+    :func:`siamtrack.models.efficientnet.load_imagenet` (``model.pretrained: imagenet``).
+    ``head="box"`` swaps the xcorr head for the SiamFC++-style box head (:class:`~.heads.BoxHead`)."""
     if width != 1.0:
         raise ValueError("efficientnet_lite0 has no width multiplier (the ImageNet weights fix it)")
     backbone = {"type": "efficientnet_lite", "variant": "lite0", "stages": stages, "adjust": adjust,
                 "frozen_stages": frozen_stages}
     if not freeze_bn:
         backbone["freeze_bn"] = False
-    return {"version": SPEC_VERSION, "name": f"efficientnet_lite0_s{stages}", "in_channels": 3,
-            "backbone": backbone, "head": {"type": "xcorr", "out_scale": out_scale,
-                                           "exemplar_crop": exemplar_crop}}
+    return _with_head({"version": SPEC_VERSION, "name": f"efficientnet_lite0_s{stages}", "in_channels": 3,
+                       "backbone": backbone, "head": head_spec(head, out_scale, exemplar_crop, tower)}, head)
 
 
 ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "student": student_spec,
@@ -163,11 +186,12 @@ def build_model(spec: ArchSpec) -> SiamNet:
             raise ValueError(f"backbone {layers['type']!r}: {exc}") from None
     else:
         backbone = ConvStack(layers, in_channels=int(spec.get("in_channels", 3)))
-    head_spec = spec.get("head", {})
-    head = XCorrHead(out_scale=float(head_spec.get("out_scale", 0.001)),
-                     exemplar_crop=int(head_spec.get("exemplar_crop", 0)))
+    stride = getattr(backbone, "stride", 8)
+    head = build_head(spec.get("head", {}), int(backbone.out_channels), int(stride))
     net = SiamNet(backbone, head, name=str(spec.get("name", "custom")))
     init_weights(net)
+    if hasattr(head, "reset_output_layers"):
+        head.reset_output_layers()
     return net
 
 
@@ -183,9 +207,12 @@ def model_spec(net: SiamNet) -> ArchSpec:
     for layer in layers:
         if layer["type"] == "conv":
             layer["out"] = next(blocks).out_channels
-    head = {"out_scale": net.head.out_scale}
-    if net.head.exemplar_crop:
-        head["exemplar_crop"] = net.head.exemplar_crop
+    if getattr(net.head, "kind", "xcorr") == "xcorr":
+        head = {"out_scale": net.head.out_scale}
+        if net.head.exemplar_crop:
+            head["exemplar_crop"] = net.head.exemplar_crop
+    else:
+        head = net.head.spec()
     return {"version": SPEC_VERSION, "name": net.name, "in_channels": net.backbone.in_channels,
             "backbone": layers, "head": head}
 

@@ -95,6 +95,8 @@ class LostSearch:
         centres = np.concatenate([anchor[None], chunk])  # the frozen centre every frame
         crops = np.concatenate([crop_squares(img, c, [x_sz], cfg.instance_sz, avg_color) for c in centres])
         maps = np.asarray(engine.respond(kernel, crops))
+        if maps.ndim == 4:  # a box head: its classification map is the response
+            maps = maps[:, 0]
         scores = calibrated_score(response_stats(maps), cfg.conf_bias,
                                   (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))
         best = int(scores.argmax())

@@ -35,6 +35,7 @@ from ..config import TrackerConfig
 from ..geometry import context_size, crop_squares, hann_window
 from ..models import geometry
 from ..models.inference import Engine, TorchEngine
+from .boxhead import damped_size, pick_box
 from .confidence import calibrated_score, response_stats
 from .redetect import LostSearch
 
@@ -206,6 +207,8 @@ class SiamFCTracker(Tracker):
         if described is None:
             raise ValueError("an engine without its network needs arch= (the spec) for the response geometry")
         self.geometry = geometry(described, self.cfg.exemplar_sz, self.cfg.instance_sz)
+        #: ``"xcorr"`` (SiamFC's 3-scale loop) or ``"box"`` (one crop, regressed box: :mod:`.boxhead`)
+        self.head_kind: str = head_kind(described)
 
         n = self.cfg.scale_num
         self.scale_factors = self.cfg.scale_step ** np.linspace(-(n // 2), n // 2, n)
@@ -309,6 +312,24 @@ class SiamFCTracker(Tracker):
         self.lost = False
         self._lost_search.reset(self.center, self.target_sz)
 
+    def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size, score)``."""
+        cfg = self.cfg
+        crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
+        out = self.engine.respond(self._kernel, crops)[0]          # (6, r, r)
+        to_frame = x_sz / cfg.instance_sz                          # frame pixels per crop pixel
+        side = out.shape[-1]
+        key = (side, -1.0)  # SiamFC++'s window peaks at 1 (SiamFC's sums to 1: _weighted_window)
+        if key not in self._windows:
+            window = hann_window(side)
+            self._windows[key] = (window / window.max()).astype(np.float32)
+        pick = pick_box(out, tuple(self.target_sz / to_frame), self.geometry.stride, self.geometry.offset,
+                        self._windows[key], cfg.box_penalty_k, cfg.box_window_influence)
+        self.stats = response_stats(out[None, 0])[0]
+        center = self.center + np.array([pick.dx, pick.dy]) * to_frame
+        size = damped_size(self.target_sz, np.array([pick.w, pick.h]) * to_frame, pick, cfg.box_lr)
+        return center, size, pick.score
+
     @_one_thread_at_a_time
     def update(self, image: Any) -> np.ndarray:
         """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``."""
@@ -324,6 +345,9 @@ class SiamFCTracker(Tracker):
                 self.center, self.lost = found, False
                 self._clamp(img.shape[0], img.shape[1])
             return self.box
+        if self.head_kind == "box":
+            self.center, self.target_sz, score = self._update_box(img, x_sz)
+            return self._finish(img, score)
         crops = crop_squares(img, self.center, x_sz * self.scale_factors, cfg.instance_sz, self.avg_color)
         # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
         # OpenCV than as torch ops
@@ -336,11 +360,23 @@ class SiamFCTracker(Tracker):
         disp = (disp * stride / cfg.response_up + offset) * x_sz * factor / cfg.instance_sz
         self.center = self.center + disp
         self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
+        return self._finish(img, score)
+
+    def _finish(self, img: np.ndarray, score: float) -> np.ndarray:
+        """Clamp the new state into the frame, set the score and the lost flag; the box to return."""
+        cfg = self.cfg
         self._clamp(img.shape[0], img.shape[1])
-        self.score = score  # finite by construction (_locate)
+        self.score = score  # finite by construction (_locate, pick_box)
         became_lost = self._lost_search.observe(score, self.center, self.target_sz, cfg)
         self.lost = self._lost_search.lost
         if became_lost:
             if cfg.redetect:  # back to the last confident box, frozen while searching
                 self.center, self.target_sz = (v.copy() for v in self._lost_search.anchor)
         return self.box
+
+
+def head_kind(described: Any) -> str:
+    """``"xcorr"`` or ``"box"``: the head of a network module or of its spec dict."""
+    if isinstance(described, dict):
+        return str(described.get("head", {}).get("type", "xcorr"))
+    return str(getattr(getattr(described, "head", None), "kind", "xcorr"))

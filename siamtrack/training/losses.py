@@ -1,4 +1,9 @@
-"""SiamFC's balanced logistic loss and its label map."""
+"""Training objectives: SiamFC's balanced logistic loss and its label map (xcorr head), and the
+SiamFC++-style classification / quality / IoU losses of the box head.
+
+Targets come from the pair sampler as ``(B, 4)`` ``[dx, dy, w, h]`` in search-crop pixels: the
+target centre's offset from the crop centre, then its size (``siamtrack.data.pairs``). The xcorr
+losses read the first two columns only."""
 from __future__ import annotations
 
 import functools
@@ -38,7 +43,7 @@ def shifted_logistic_labels(size: int, offsets: torch.Tensor, r_pos: float = 16.
     positives and negatives (a label near the border has fewer positives)."""
     c = (size - 1) / 2.0
     grid = torch.arange(size, dtype=torch.float32, device=offsets.device)
-    off = offsets.float() / stride                                      # (B, 2) in response cells
+    off = offsets[:, :2].float() / stride                                      # (B, 2) in response cells
     dx = grid.view(1, 1, size) - (c + off[:, 0].view(-1, 1, 1))
     dy = grid.view(1, size, 1) - (c + off[:, 1].view(-1, 1, 1))
     dist = torch.sqrt(dx ** 2 + dy ** 2) * stride                       # (B, size, size), pixels
@@ -65,3 +70,80 @@ def balanced_logistic_loss(logits: torch.Tensor, r_pos: float = 16.0, r_neg: flo
         labels, weights = labels.to(logits.dtype), weights.to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, labels, weights, reduction="sum")
     return loss / logits.shape[0]
+
+
+def cell_centres(size: int, stride: int, offset: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Search-crop pixel coordinate (either axis) of each response cell's centre, relative to the crop
+    centre: ``(i - (size - 1) / 2) * stride + offset`` (stride and offset: ``siamtrack.models.geometry``)."""
+    return (torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2.0) * stride + offset
+
+
+def box_targets(size: int, targets: torch.Tensor, stride: int, offset: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-cell targets of the box head for ``targets`` ``(B, 4)`` ``[dx, dy, w, h]`` (search pixels).
+
+    Returns ``(positive, ltrb, centreness)``: ``(B, size, size)`` bool, the cells whose centre lies
+    inside the target box, plus the cell nearest the target centre (a target smaller than a cell
+    still gets one positive); ``(B, 4, size, size)`` distances from each cell centre to the box's
+    left, top, right and bottom edges; ``(B, size, size)`` FCOS centre-ness
+    ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` (0 outside the box).
+    """
+    t = targets.float()
+    grid = cell_centres(size, stride, offset, t.device)
+    x1, y1 = (t[:, 0] - t[:, 2] / 2).view(-1, 1, 1), (t[:, 1] - t[:, 3] / 2).view(-1, 1, 1)
+    x2, y2 = (t[:, 0] + t[:, 2] / 2).view(-1, 1, 1), (t[:, 1] + t[:, 3] / 2).view(-1, 1, 1)
+    gx, gy = grid.view(1, 1, size), grid.view(1, size, 1)
+    b = t.shape[0]
+    ltrb = torch.stack([(gx - x1).expand(b, size, size), (gy - y1).expand(b, size, size),
+                        (x2 - gx).expand(b, size, size), (y2 - gy).expand(b, size, size)], dim=1)
+    inside = ltrb.min(dim=1).values > 0
+    nearest = ((gx - t[:, 0].view(-1, 1, 1)).abs() <= stride / 2) & ((gy - t[:, 1].view(-1, 1, 1)).abs() <= stride / 2)
+    d = ltrb.clamp_min(0)
+    lr = torch.minimum(d[:, 0], d[:, 2]) / torch.maximum(d[:, 0], d[:, 2]).clamp_min(1e-6)
+    tb = torch.minimum(d[:, 1], d[:, 3]) / torch.maximum(d[:, 1], d[:, 3]).clamp_min(1e-6)
+    return inside | nearest, ltrb, torch.sqrt(lr * tb)
+
+
+def giou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU (Rezatofighi et al. 2019) of boxes given as edge distances ``(N, 4)``
+    ``l, t, r, b`` from the same points (a target's may be negative: a cell outside a tiny box)."""
+    p1, p2 = -pred[:, :2], pred[:, 2:]
+    t1, t2 = -target[:, :2], target[:, 2:]
+    inter = (torch.minimum(p2, t2) - torch.maximum(p1, t1)).clamp_min(0).prod(1)
+    area_p, area_t = (p2 - p1).clamp_min(0).prod(1), (t2 - t1).clamp_min(0).prod(1)
+    union = area_p + area_t - inter
+    hull = (torch.maximum(p2, t2) - torch.minimum(p1, t1)).prod(1)
+    return inter / union.clamp_min(1e-6) - (hull - union) / hull.clamp_min(1e-6)
+
+
+def box_head_loss(out: torch.Tensor, targets: torch.Tensor, stride: int, offset: float = 0.0,
+                  w_cls: float = 1.0, w_quality: float = 1.0, w_iou: float = 1.0
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """SiamFC++'s three losses on the box head's ``(B, 6, r, r)`` output (``BOX_OUTPUTS`` order):
+
+    * classification: balanced BCE, positives the cells :func:`box_targets` marks (half the weight
+      to positives, half to negatives, per sample, as the SiamFC loss);
+    * quality: BCE towards the centre-ness, on positive cells;
+    * box: ``1 - GIoU`` on positive cells, weighted by centre-ness (FCOS), so the cells the tracker
+      trusts most are fitted best.
+
+    Returns the weighted sum (mean over the batch) and its parts for the log.
+    """
+    size = out.shape[-1]
+    pos, ltrb, ctr = box_targets(size, targets.to(out.device), stride, offset)
+    posf = pos.to(out.dtype)
+    n_pos = posf.flatten(1).sum(1).clamp_min(1).view(-1, 1, 1)
+    n_neg = (1 - posf).flatten(1).sum(1).clamp_min(1).view(-1, 1, 1)
+    weights = posf * (0.5 / n_pos) + (1 - posf) * (0.5 / n_neg)
+    cls = F.binary_cross_entropy_with_logits(out[:, 0], posf, weights, reduction="sum") / out.shape[0]
+    mask = pos.flatten()
+    quality_logit = out[:, 1].flatten()[mask]
+    ctr_pos = ctr.flatten()[mask].to(out.dtype)
+    quality = F.binary_cross_entropy_with_logits(quality_logit, ctr_pos) if mask.any() else out.sum() * 0
+    pred = out[:, 2:].permute(0, 2, 3, 1).reshape(-1, 4)[mask]
+    tgt = ltrb.permute(0, 2, 3, 1).reshape(-1, 4)[mask].to(out.dtype)
+    w = ctr_pos + 1e-3  # the nearest cell of a tiny target has centre-ness 0; keep it in the fit
+    iou = ((1 - giou(pred, tgt)) * w).sum() / w.sum() if mask.any() else out.sum() * 0
+    loss = w_cls * cls + w_quality * quality + w_iou * iou
+    return loss, {"loss": float(loss.detach()), "cls": float(cls.detach()),
+                  "quality": float(quality.detach()), "iou": float(iou.detach())}

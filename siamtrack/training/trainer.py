@@ -25,10 +25,11 @@ from ..checkpoint import (CheckpointError, atomic_save, make_checkpoint, read_ch
                           remove_stale_temporaries)
 from ..config import TrackerConfig, TrainConfig
 from ..models import SiamNet, geometry
-from .losses import balanced_logistic_loss
+from .losses import balanced_logistic_loss, box_head_loss
 
-#: ``loss_fn(model, z, x, offsets)`` -> ``(loss, stats)``; ``offsets`` ``(B, 2)`` are the targets'
-#: centres relative to the search-crop centre (search pixels), or ``None`` for centred targets
+#: ``loss_fn(model, z, x, targets)`` -> ``(loss, stats)``; ``targets`` ``(B, 4)`` are the targets'
+#: centres relative to the search-crop centre and their sizes, ``[dx, dy, w, h]`` search pixels
+#: (the xcorr losses read ``dx, dy`` only), or ``None`` for centred targets
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"],
                   tuple[torch.Tensor, dict[str, float]]]
 
@@ -40,6 +41,25 @@ def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8) -> Los
         loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride, offsets)
         return loss, {"loss": float(loss.detach())}
     return loss_fn
+
+
+def box_loss(stride: int = 8, offset: float = 0.0) -> LossFn:
+    """The box head's objective (:func:`~.losses.box_head_loss`); needs the targets' sizes."""
+    def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        if targets is None or targets.shape[-1] < 4:
+            raise ValueError("the box head trains on [dx, dy, w, h] targets; the data gave none")
+        return box_head_loss(model(z, x), targets, stride, offset)
+    return loss_fn
+
+
+def default_loss(net: nn.Module, cfg: TrainConfig, tracker_cfg: TrackerConfig) -> LossFn:
+    """The objective that fits ``net``'s head: SiamFC's logistic loss or the box head's losses.
+    Stride and offset are the network's (labels in search pixels must agree with it)."""
+    geo = geometry(net, tracker_cfg.exemplar_sz, tracker_cfg.instance_sz)
+    if getattr(getattr(net, "head", None), "kind", "xcorr") == "box":
+        return box_loss(geo.stride, geo.offset)
+    return siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride)
 
 
 @dataclass
@@ -96,9 +116,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dataset = dataset
         self.tracker_cfg = tracker_cfg or TrackerConfig()
-        # labels in search pixels need the network's stride, not a setting that may disagree with it
-        stride = geometry(net, self.tracker_cfg.exemplar_sz, self.tracker_cfg.instance_sz).stride
-        self.loss_fn = loss_fn or siamfc_loss(cfg.r_pos, cfg.r_neg, stride)
+        self.loss_fn = loss_fn or default_loss(net, cfg, self.tracker_cfg)
         self.meta = dict(meta or {})
         self.checkpoint_every_s = cfg.checkpoint_every_s
         self.show_progress = show_progress and self.env.main
@@ -188,15 +206,15 @@ class Trainer:
                           pin_memory=self.env.device.type == "cuda",
                           persistent_workers=False)
 
-    def _step(self, z: torch.Tensor, x: torch.Tensor, offsets: torch.Tensor | None = None) -> dict[str, float]:
+    def _step(self, z: torch.Tensor, x: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, float]:
         dev = self.env.device
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         z = z.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         x = x.to(dev, non_blocking=True).contiguous(memory_format=fmt)
-        if offsets is not None:
-            offsets = offsets.to(dev, non_blocking=True)
+        if targets is not None:
+            targets = targets.to(dev, non_blocking=True)
         with torch.autocast(dev.type, enabled=self.use_amp):
-            loss, stats = self.loss_fn(self.ddp_model, z, x, offsets)
+            loss, stats = self.loss_fn(self.ddp_model, z, x, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {self.global_step}: {stats}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -221,7 +239,7 @@ class Trainer:
             bar = tqdm(loader, total=total, initial=self.step_in_epoch, disable=not self.show_progress,
                        desc=f"epoch {self.epoch + 1}/{epochs}", unit="batch", dynamic_ncols=True)
             t_prev = time.time()
-            for batch in bar:  # (z, x) or (z, x, offsets)
+            for batch in bar:  # (z, x) or (z, x, targets)
                 stats = self._step(*batch)
                 self.step_in_epoch += 1
                 self.global_step += 1
