@@ -1,7 +1,8 @@
 """Tracker settings search on the *training* sequences (val stays the test set): AO per setting.
 
 Each ``--grid`` entry is ``key=v1,v2,...`` (``TrackerConfig`` fields); every combination is scored by
-AO over the visible frames of each sequence (GOT-10k's convention), averaged over sequences. The
+AO as the GOT-10k toolkit computes it: the mean IoU over all visible frames of all sequences pooled
+(long sequences weigh more), with the mean of per-sequence AO beside it. The
 sequences run in ``--workers`` processes with one torch thread each. Prints a markdown table, best
 first, and writes it with the settings to ``--json``.
 
@@ -45,8 +46,8 @@ def _setup(weights: str) -> None:
     _TRACKER = SiamFCTracker.from_pretrained(weights, device="cpu")
 
 
-def _score(job: tuple[dict[str, Any], list[str], np.ndarray, int]) -> float:
-    """AO of one sequence under one setting (frames are decoded once per worker and kept)."""
+def _score(job: tuple[dict[str, Any], list[str], np.ndarray, int]) -> tuple[float, int]:
+    """Sum of IoUs and visible frames of one sequence under one setting (frames are decoded once per worker and kept)."""
     overrides, files, anno, step = job
     key = files[0]
     if key not in _FRAMES:
@@ -62,7 +63,7 @@ def _score(job: tuple[dict[str, Any], list[str], np.ndarray, int]) -> float:
                 for img, gt in zip(frames[1:], anno[1:]) if np.isfinite(gt).all()]
     finally:
         _TRACKER.cfg = base
-    return float(np.mean(ious)) if ious else float("nan")
+    return float(np.sum(ious)), len(ious)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.weights,)) as pool:
         scores = list(pool.map(_score, jobs, chunksize=len(settings)))
-    table = np.array(scores, dtype=np.float64).reshape(len(seqs), len(settings))
-    ao = np.nanmean(table, axis=0)
+    sums = np.array([s for s, _ in scores], dtype=np.float64).reshape(len(seqs), len(settings))
+    counts = np.array([n for _, n in scores], dtype=np.float64).reshape(len(seqs), len(settings))
+    ao = sums.sum(0) / np.maximum(counts.sum(0), 1)
+    table = sums / np.maximum(counts, 1)
+    seq_mean = table.mean(axis=0)
     order = np.argsort(-ao)
     print(f"weights {args.weights}; {len(seqs)} sequences ({args.roots}), every {args.step} frame(s); "
           f"{time.time() - t0:.0f} s\n")
-    print("| " + " | ".join(axes) + " | AO |")
-    print("|" + "---:|" * (len(axes) + 1))
+    print("| " + " | ".join(axes) + " | AO (frames pooled) | mean of sequence AO |")
+    print("|" + "---:|" * (len(axes) + 2))
     for i in order:
-        print("| " + " | ".join(str(settings[i][k]) for k in axes) + f" | {ao[i]:.3f} |")
+        print("| " + " | ".join(str(settings[i][k]) for k in axes) + f" | {ao[i]:.3f} | {seq_mean[i]:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"weights": args.weights, "roots": args.roots,
                                                "settings": settings, "ao": ao.tolist(),
+                                               "sequence_mean_ao": seq_mean.tolist(),
                                                "per_sequence": dict(zip([s[0] for s in seqs], table.tolist()))},
                                               indent=1))
     return 0
