@@ -61,6 +61,9 @@ class TrackerConfig:
     # scores redetect_found or more
     redetect: bool = False
     redetect_found: float = 0.7
+    # ... and its raw response peak must reach this fraction of the exemplar's peak on its own first
+    # frame (per target, unlike the calibrated score: see tracking/redetect.py)
+    redetect_peak_ratio: float = 0.6
     redetect_tiles: int = 8         # tiles searched per lost frame (the frozen centre's included)
     redetect_growth: float = 2.0
 

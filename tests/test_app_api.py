@@ -98,9 +98,6 @@ def test_lost_after_k_low_frames_on_an_empty_scene(student):
     assert all(flags[first:]), flags
 
 
-@pytest.mark.xfail(reason="issue 15 open item: on this clip's smooth background the tile search "
-                          "accepts a background tile (calibrated score >= redetect_found) and clears "
-                          "the flag; re-detection is off by default until it is fixed", strict=True)
 def test_box_frozen_while_lost_with_redetection(student):
     cfg, confident, flags, boxes = _lost_run(student, redetect=True)
     first = flags.index(True) if True in flags else len(flags)
@@ -111,8 +108,6 @@ def test_box_frozen_while_lost_with_redetection(student):
     assert iou(boxes[first][None], confident[None])[0] > 0.5
 
 
-@pytest.mark.xfail(reason="issue 15 open item: the tile search does not yet re-acquire this jump "
-                          "(scores of the right tile stay under redetect_found); see the report")
 def test_redetection_finds_a_target_that_jumped_across_the_frame(student):
     clip = _clip(seed=5)
     w, h = clip.boxes[0, 2:]

@@ -17,7 +17,15 @@ State machine (per frame, all numbers from :class:`~siamtrack.config.TrackerConf
   next tiles of a region around it whose side grows by ``redetect_growth`` each time all of its
   tiles were searched, up to the whole frame (then the sweep starts again). The tiles run as one
   batch through the engine, so any network and either backend works. A tile whose confidence is
-  ``redetect_found`` or more moves the box there and tracking resumes.
+  ``redetect_found`` or more *and* whose raw response peak reaches ``redetect_peak_ratio`` of the
+  reference peak moves the box there and tracking resumes.
+
+The reference peak is the exemplar's response on its own first frame (one search crop at ``init``).
+Why both tests: the calibrated confidence is fitted across sequences, so on a smooth background a
+tile can score as "found" with no target in it (the first version did exactly that); the raw peak
+relative to this target's own first-frame peak is per target. Measured on generated clips with
+the student and the teacher: the target again at 0.84-0.92 of the reference, the best background
+tile at 0.27 or less (most below 0).
 """
 from __future__ import annotations
 
@@ -75,7 +83,8 @@ class LostSearch:
         return False
 
     def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
-               avg_color: np.ndarray, stride: int) -> tuple[float, np.ndarray | None]:
+               avg_color: np.ndarray, stride: int, ref_peak: float = -math.inf
+               ) -> tuple[float, np.ndarray | None]:
         """One lost frame: score the next tiles; returns ``(best confidence, new centre or None)``.
 
         The centre is the best tile's response peak (its raw map upsampled like the normal path's,
@@ -99,10 +108,12 @@ class LostSearch:
             maps = maps[:, 0]
         scores = calibrated_score(response_stats(maps), cfg.conf_bias,
                                   (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))
-        best = int(scores.argmax())
+        peaks = maps.reshape(len(maps), -1).max(axis=1)
+        like_target = peaks >= cfg.redetect_peak_ratio * ref_peak if ref_peak > 0 else np.ones(len(maps), bool)
+        best = int(np.where(like_target, scores, -np.inf).argmax())
         score = float(scores[best])
-        if score < cfg.redetect_found:
-            return score, None
+        if score < cfg.redetect_found or not like_target[best]:
+            return float(scores.max()), None
         up = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best].astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
         row, col = divmod(int(r.argmax()), up)

@@ -221,6 +221,7 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.ones(2)
         self.avg_color = np.zeros(3)
         self.score = 1.0
+        self.reference_peak = -math.inf  # response peak on the first frame (set at init)
         self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
         self.lost = False
         self._lost_search = LostSearch()
@@ -307,10 +308,21 @@ class SiamFCTracker(Tracker):
         z_sz = context_size(*self.target_sz, self.cfg.context)
         z = crop_squares(img, self.center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
         self._kernel = self.engine.embed_exemplar(z)
+        self.reference_peak = self._peak_at(img, self.center)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
         self.lost = False
         self._lost_search.reset(self.center, self.target_sz)
+
+    def _peak_at(self, img: np.ndarray, center: np.ndarray) -> float:
+        """Raw response peak of one search crop at ``center`` at the current size (the box head's
+        classification map): at ``init`` the reference a re-detected tile must come close to."""
+        cfg = self.cfg
+        x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        maps = np.asarray(self.engine.respond(self._kernel, crop_squares(img, center, [x_sz], cfg.instance_sz,
+                                                                           self.avg_color)))
+        peak = float((maps[:, 0] if maps.ndim == 4 else maps).max())
+        return peak if math.isfinite(peak) else -math.inf
 
     def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
         """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size, score)``."""
@@ -340,7 +352,8 @@ class SiamFCTracker(Tracker):
         x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
         if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
             self.score, found = self._lost_search.search(img, self.engine, self._kernel, x_sz, cfg,
-                                                         self.avg_color, self.geometry.stride)
+                                                         self.avg_color, self.geometry.stride,
+                                                         self.reference_peak)
             if found is not None:
                 self.center, self.lost = found, False
                 self._clamp(img.shape[0], img.shape[1])
