@@ -137,15 +137,20 @@ class ModelConfig:
 class CompressConfig:
     """Distillation and pruning settings for the student stages."""
 
+    # the student's builder, width and options (e.g. {head: box}); the teacher may differ in backbone and head
     student: ModelConfig = field(default_factory=lambda: ModelConfig(name="student"))
     temperature: float = 2.0
     w_response: float = 1.0           # teacher response-map distillation
     w_hint: float = 0.5               # intermediate-feature hint loss through adapters
-    w_gt: float = 1.0                 # ground-truth balanced logistic loss
+    w_gt: float = 1.0                 # ground-truth loss (balanced logistic, or the box head's losses)
+    # box-head student and teacher: quality KL + GIoU towards the teacher's boxes (both ~0..1 like
+    # the ground-truth quality and GIoU terms, so the same weight as w_gt); 0 turns them off
+    w_box: float = 1.0
     prune_criterion: str = "bn"       # "bn" | "l1" | "taylor"
     prune_macs: float = 0.0           # MAC budget per tracked frame; 0 disables pruning
     prune_round_to: int = 8           # pruned widths are multiples of this (onnxruntime's AVX2 blocks)
     hint_layers: int = 2              # last conv layers matched with the teacher's by an adapter
+    hint_fit_crops: int = 64          # search crops the adapters are least-squares fitted on, per stage
     prune_steps: int = 4              # prune gradually, fine-tuning with distillation in between
     step_pairs: int = 400             # distillation pairs between two pruning steps
     step_lr: float = 1e-3

@@ -66,6 +66,22 @@ def test_box_head_macs_count_one_crop_and_the_towers() -> None:
     assert macs["per_frame"] < 0.5 * count_macs(xcorr_net, scale_num=3)["per_frame"]
 
 
+def test_box_head_tower_width_apart_from_the_embedding() -> None:
+    """A pruned box head: towers of ``width`` pointwise channels on a narrower or wider embedding;
+    the spec records the width (only then) and rebuilds it; MACs follow both widths."""
+    spec = _box_spec("student")
+    spec["head"]["width"] = 32
+    net = build_model(spec).eval()
+    assert (net.head.channels, net.head.width) == (96, 32) and model_spec(net) == spec
+    assert net(torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255).shape == (2, 6, 17, 17)
+    r, c, w = 17, 96, 32
+    towers = 2 * (r * r * c * 9 + r * r * c * w) + r * r * w * (1 + 5)   # one separable block per tower
+    macs = count_macs(net)
+    assert macs["per_frame"] - macs["search_backbone"] == r * r * c * 6 * 6 + towers
+    spec["head"]["width"] = 96                       # equal to the embedding: not recorded
+    assert "width" not in model_spec(build_model(spec))["head"]
+
+
 # ---------------------------------------------------------------------------- targets and losses
 
 

@@ -12,7 +12,9 @@ tracing the network with Torch-Pruning:
   ``lcm(groups of the producer, groups of the consumer)`` contiguous partitions and the same number of
   channels is removed from each;
 * the last block's channels are the embedding: the cross-correlation sums over them, so they can be
-  pruned as well (both branches share the backbone).
+  pruned as well (both branches share the backbone). A box head reads them in both towers (its first
+  depthwise conv + BN and pointwise inputs are sliced with them), and its towers' own pointwise
+  widths are units too (:mod:`.prune_head`), pruned by the same keep ratio.
 
 The result is a plain :class:`~siamtrack.models.SiamNet` rebuilt by ``build_model`` from the new
 widths; ``model_spec`` of it is what a checkpoint stores.
@@ -28,8 +30,11 @@ from torch import nn
 
 from ..models import ConvBlock, ConvStack, SiamNet, build_model, model_spec
 from ..models.profile import count_macs
+from .prune_head import copy_head, head_importance, head_spec_width, head_units, taylor_modules
 
 Criterion = str  # "bn" | "l1" | "taylor"
+#: Taylor scores: backbone conv block index, or a head unit's key (``"cls_tower.0"``) -> per channel
+TaylorScores = Mapping[int | str, torch.Tensor]
 
 
 @dataclass
@@ -70,13 +75,14 @@ def prune_units(backbone: ConvStack) -> list[PruneUnit]:
 
 
 def _is_depthwise(block: ConvBlock) -> bool:
-    return block.groups > 1 and block.groups == block.in_channels == block.out_channels
+    return block.depthwise
 
 
 # ---- importance -------------------------------------------------------------------------------
 def channel_importance(net: SiamNet, criterion: Criterion = "bn",
-                       taylor_scores: Mapping[int, torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """One score per channel of each unit (higher = keep).
+                       taylor_scores: TaylorScores | None = None) -> list[torch.Tensor]:
+    """One score per channel of each backbone unit (higher = keep); the box head's units are
+    scored by :func:`~.prune_head.head_importance` with the same criteria.
 
     * ``bn``: |BN scale| of the producer (Network Slimming); falls back to ``l1`` for a block without BN.
     * ``l1``: L1 norm of the producer's filters (Li et al. 2017).
@@ -102,25 +108,30 @@ def channel_importance(net: SiamNet, criterion: Criterion = "bn",
     return scores
 
 
-def taylor_importance(net: SiamNet, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                      loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[int, torch.Tensor]:
-    """Accumulate |a * dL/da| per output channel of every conv block over ``batches`` of (z, x)."""
+def taylor_importance(net: SiamNet, batches: Iterable[Sequence[torch.Tensor]],
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+                      ) -> dict[int | str, torch.Tensor]:
+    """Accumulate |a * dL/da| per output channel of every conv block (key: its index) and of every
+    box-head unit (key: :func:`~.prune_head.head_units`) over ``batches`` of ``(z, x[, targets])``;
+    ``loss_fn(output, targets or None)`` is the network's training loss."""
     backbone = _backbone(net)
-    blocks = backbone.conv_blocks()
-    acc = {i: torch.zeros(b.out_channels) for i, b in enumerate(blocks)}
-    saved: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(blocks))}
+    modules: dict[int | str, nn.Module] = dict(enumerate(backbone.conv_blocks()))
+    modules.update(taylor_modules(net.head))
+    acc = {i: torch.zeros(m.out_channels if isinstance(m, ConvBlock) else int(net.head.width))
+           for i, m in modules.items()}
+    saved: dict[int | str, list[torch.Tensor]] = {i: [] for i in modules}
 
-    def keep(i: int):
+    def keep(i: int | str):
         def hook(_m: nn.Module, _inp, out: torch.Tensor) -> None:
             out.retain_grad()
             saved[i].append(out)
         return hook
 
-    handles = [b.register_forward_hook(keep(i)) for i, b in enumerate(blocks)]
+    handles = [m.register_forward_hook(keep(i)) for i, m in modules.items()]
     try:
-        for z, x, *_ in batches:
+        for z, x, *rest in batches:
             net.zero_grad(set_to_none=True)
-            loss_fn(net(z, x)).backward()
+            loss_fn(net(z, x), rest[0] if rest else None).backward()
             for i, outs in saved.items():
                 for out in outs:
                     if out.grad is not None:
@@ -147,8 +158,13 @@ def select_keep(scores: torch.Tensor, keep: int, partitions: int) -> torch.Tenso
     return torch.cat(kept)
 
 
-def prune_to_widths(net: SiamNet, keep: Sequence[torch.Tensor]) -> SiamNet:
-    """A new, smaller network holding the kept channels of every unit (weights copied, not masked)."""
+def prune_to_widths(net: SiamNet, keep: Sequence[torch.Tensor],
+                    head_keep: Sequence[torch.Tensor] | None = None) -> SiamNet:
+    """A new, smaller network holding the kept channels of every unit (weights copied, not masked).
+
+    ``keep``: one index set per backbone unit (:func:`prune_units`). ``head_keep``: one per box-head
+    unit (:func:`~.prune_head.head_units`, all of one size: the spec has one tower width), or
+    ``None`` to keep the towers' widths; either way a box head's inputs follow the embedding."""
     backbone = _backbone(net)
     blocks = backbone.conv_blocks()
     units = prune_units(backbone)
@@ -162,13 +178,18 @@ def prune_to_widths(net: SiamNet, keep: Sequence[torch.Tensor]) -> SiamNet:
     conv_specs = [layer for layer in spec["backbone"] if layer["type"] == "conv"]
     for b, layer in enumerate(conv_specs):
         layer["out"] = int(out_keep[b].numel())
+    if head_units(net.head):
+        sizes = {int(k.numel()) for k in head_keep} if head_keep is not None else {int(net.head.width)}
+        if len(sizes) != 1:
+            raise ValueError(f"every box-head unit keeps the same number of channels, got {sorted(sizes)}")
+        spec["head"] = head_spec_width(spec["head"], int(out_keep[len(blocks) - 1].numel()), sizes.pop())
     new = build_model(spec)
     new_blocks = _backbone(new).conv_blocks()
     in_keep = torch.arange(backbone.in_channels)
     for b, (old, fresh) in enumerate(zip(blocks, new_blocks)):
         _copy_block(old, fresh, in_keep, out_keep[b])
         in_keep = out_keep[b]
-    new.head.load_state_dict(net.head.state_dict())
+    copy_head(net.head, new.head, in_keep, head_keep)
     new.name = net.name
     return new.train(net.training)
 
@@ -214,7 +235,7 @@ def _round_keep(n: int, ratio: float, partitions: int, multiple: int = 1) -> int
 
 
 def prune_step(net: SiamNet, target_macs: float, criterion: Criterion = "bn",
-               taylor_scores: Mapping[int, torch.Tensor] | None = None,
+               taylor_scores: TaylorScores | None = None,
                scale_num: int = 3, round_to: int = 1) -> SiamNet:
     """Prune every unit by one common keep ratio, the largest whose network fits ``target_macs``.
 
@@ -226,11 +247,16 @@ def prune_step(net: SiamNet, target_macs: float, criterion: Criterion = "bn",
     """
     units = prune_units(_backbone(net))
     scores = channel_importance(net, criterion, taylor_scores)
+    head_scores = head_importance(net.head, criterion, taylor_scores)
 
     def build(ratio: float) -> tuple[SiamNet, list[torch.Tensor]]:
         keep = [select_keep(s, _round_keep(u.channels, ratio, u.partitions, round_to), u.partitions)
                 for u, s in zip(units, scores)]
-        return prune_to_widths(net, keep), keep
+        head_keep = None
+        if head_scores:  # box-head towers: one width for all, each unit picks its own channels
+            k = _round_keep(int(net.head.width), ratio, 1, round_to)
+            head_keep = [select_keep(s, k, 1) for s in head_scores]
+        return prune_to_widths(net, keep, head_keep), keep
 
     if per_frame_macs(net, scale_num) <= target_macs:
         return net

@@ -8,6 +8,11 @@ Evidence that each technique earns its place comes from two extra rows:
 ``prune_oneshot`` (the distilled student pruned to the budget in one step, no fine-tuning) and
 ``scratch`` (the final student architecture trained from scratch on ground truth alone, for as many
 epochs as the distilled one).
+
+The student is ``compress.student`` (a :class:`~siamtrack.config.ModelConfig`: name, width, out_scale
+and the builder's ``options``, e.g. ``{head: box}``); the teacher may have another backbone and head
+(e.g. the ImageNet EfficientNet-Lite0, xcorr or box): :mod:`.distill` aligns the two. The
+ground-truth loss, the Taylor pruning scores included, is the student's own (logistic or box head).
 """
 from __future__ import annotations
 
@@ -17,9 +22,8 @@ import torch
 
 from ..checkpoint import load_model, save_checkpoint
 from ..models import SiamNet, build_model, geometry, model_spec, named_spec
-from ..training.losses import balanced_logistic_loss
 from ..training.stages import Stage, StageContext
-from .distill import DistillModel, distill_loss
+from .distill import DistillModel, distill_loss, ground_truth_loss
 from .prune import per_frame_macs, prune_step, taylor_importance
 
 
@@ -36,9 +40,10 @@ def _net(p: StageContext, stage: str) -> SiamNet:
 
 
 def _loss(p: StageContext, net: SiamNet):
-    """The distillation loss; labels use ``net``'s stride (the student's, read from the network)."""
+    """The distillation loss; labels use ``net``'s stride and offset (the student's, read from the network)."""
     t, crops = p.cfg.train, p.cfg.tracker
-    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geometry(net, crops.exemplar_sz, crops.instance_sz).stride)
+    geo = geometry(net, crops.exemplar_sz, crops.instance_sz)
+    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geo.stride, geo.offset)
 
 
 def _few_pairs(p: StageContext, count: int):
@@ -46,12 +51,12 @@ def _few_pairs(p: StageContext, count: int):
     return p.dataset(replace(p.cfg.data, pairs_per_epoch=count))
 
 
-def _distill_model(p: StageContext, student: SiamNet, teacher: SiamNet, crops: int = 64) -> DistillModel:
-    """Student + frozen teacher with hint adapters fitted by least squares on ``crops`` search crops
-    of the stage's data (not left random: see :mod:`.distill`)."""
+def _distill_model(p: StageContext, student: SiamNet, teacher: SiamNet) -> DistillModel:
+    """Student + frozen teacher with hint adapters fitted by least squares on
+    ``compress.hint_fit_crops`` search crops of the stage's data (not left random: see :mod:`.distill`)."""
     model = DistillModel(student, teacher, p.cfg.compress.hint_layers)
     if model.taps:
-        data = _few_pairs(p, crops)
+        data = _few_pairs(p, p.cfg.compress.hint_fit_crops)
         x = torch.stack([data[i][1] for i in range(len(data))])
         losses = model.fit_adapters(x)
         print(f"hint adapters fitted on {len(x)} crops: hint losses {[round(v, 3) for v in losses]}", flush=True)
@@ -65,7 +70,8 @@ def distill(p: StageContext) -> SiamNet:
         return done
     cc = p.cfg.compress
     torch.manual_seed(p.cfg.train.seed)
-    student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale))
+    student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale,
+                                     **cc.student.options))
     model = _distill_model(p, student, _net(p, "teacher"))
     return p.train_stage("distill", model, student, _loss(p, student))
 
@@ -75,8 +81,10 @@ def _taylor_scores(p: StageContext, net: SiamNet, batches: int = 4):
         return None
     loader = torch.utils.data.DataLoader(_few_pairs(p, batches * p.cfg.train.batch_size),
                                          batch_size=p.cfg.train.batch_size)
-    r_pos = p.cfg.train.r_pos
-    return taylor_importance(net.train(), loader, lambda out: balanced_logistic_loss(out, r_pos))
+    t, crops = p.cfg.train, p.cfg.tracker
+    geo = geometry(net, crops.exemplar_sz, crops.instance_sz)
+    return taylor_importance(net.train(), loader, lambda out, targets: ground_truth_loss(
+        out, targets, t.r_pos, t.r_neg, geo.stride, geo.offset)[0])
 
 
 def prune(p: StageContext) -> SiamNet:

@@ -75,12 +75,20 @@ class ConvBlock(nn.Sequential):
     def bn(self) -> nn.BatchNorm2d | None:
         return self[1] if len(self) > 1 and isinstance(self[1], nn.BatchNorm2d) else None
 
+    @property
+    def depthwise(self) -> bool:
+        """One filter per channel (groups = in = out channels): its channels are its input's."""
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
 
 class ConvStack(nn.Module):
     """A chain of conv blocks and max-pools built from layer dicts.
 
     ``forward(x)`` returns the last feature map; ``forward_taps(x)`` also returns the output of
-    every conv block (for hint losses and pruning statistics).
+    every conv block (for hint losses and pruning statistics); ``tap_strides()`` and
+    ``tap_sizes(size)`` describe those maps without running the network (the same interface as
+    :class:`~siamtrack.models.efficientnet.EfficientLiteBackbone`, so distillation can pair the taps
+    of either kind).
     """
 
     def __init__(self, layers: Sequence[LayerSpec], in_channels: int = 3) -> None:
@@ -116,6 +124,24 @@ class ConvStack(nn.Module):
 
     def conv_blocks(self) -> list[ConvBlock]:
         return [m for m in self.layers if isinstance(m, ConvBlock)]
+
+    def tap_strides(self) -> list[int]:
+        """Input pixels per cell of each ``forward_taps`` map (pools included)."""
+        out, s = [], 1
+        for spec in self.layer_specs:
+            s *= int(spec.get("s", 1))
+            if spec["type"] == "conv":
+                out.append(s)
+        return out
+
+    def tap_sizes(self, size: int) -> list[int]:
+        """Side of each ``forward_taps`` map for a square input of side ``size``."""
+        out = []
+        for spec in self.layer_specs:
+            size = (size - int(spec["k"])) // int(spec.get("s", 1)) + 1
+            if spec["type"] == "conv":
+                out.append(size)
+        return out
 
     def feature_size(self, size: int) -> int:
         """Side of the output map for a square input of side ``size`` (see :func:`output_size`)."""

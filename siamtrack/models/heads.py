@@ -93,15 +93,25 @@ def depthwise_xcorr(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, c, out.shape[-2], out.shape[-1])
 
 
-def _separable_tower(channels: int, depth: int) -> nn.Sequential:
+#: modules per separable block of a tower: depthwise conv, BN, ReLU, pointwise conv, BN, ReLU
+TOWER_BLOCK = 6
+
+
+def _separable_tower(channels: int, depth: int, width: int | None = None) -> nn.Sequential:
     """``depth`` x (3x3 depthwise + 1x1 pointwise, BN, ReLU): the cheap conv tower of a head
-    (a dense 3x3 conv at 128 channels on a 25x25 map costs 92 M MACs, this 11 M per block)."""
+    (a dense 3x3 conv at 128 channels on a 25x25 map costs 92 M MACs, this 11 M per block).
+    The first depthwise conv works on the ``channels`` of the correlation, the pointwise convs
+    output ``width`` (default ``channels``): they differ once pruning has narrowed one of them.
+    Block ``k`` is modules ``TOWER_BLOCK * k`` to ``TOWER_BLOCK * (k + 1) - 1``."""
+    width = channels if width is None else width
     layers: list[nn.Module] = []
+    c_in = channels
     for _ in range(depth):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
-                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                   nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+        layers += [nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+                   nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
+                   nn.Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(width),
                    nn.ReLU(inplace=True)]
+        c_in = width
     return nn.Sequential(*layers)
 
 
@@ -121,19 +131,26 @@ class BoxHead(nn.Module):
 
     The box tower starts at a box of ``4 * stride`` pixels to each edge (64 x 64 px at stride 8, the
     size of a target in SiamFC's search crop), so regression does not begin from a degenerate box.
+
+    ``width`` (default: ``channels``, the backbone's) is the towers' pointwise width. Pruning
+    (``siamtrack.compress.prune``) narrows the embedding and the towers separately, so a pruned head
+    has ``width != channels``; the spec records ``width`` only then, so unpruned specs stay as they were.
     """
 
     kind = "box"
     outputs = len(BOX_OUTPUTS)
 
-    def __init__(self, channels: int, exemplar_crop: int = 0, tower: int = 2, stride: int = 8) -> None:
+    def __init__(self, channels: int, exemplar_crop: int = 0, tower: int = 2, stride: int = 8,
+                 width: int | None = None) -> None:
         super().__init__()
         self.channels, self.exemplar_crop, self.tower = int(channels), int(exemplar_crop), int(tower)
+        self.width = self.channels if width is None else int(width)
         self.stride = int(stride)
-        self.cls_tower = _separable_tower(self.channels, self.tower)
-        self.box_tower = _separable_tower(self.channels, self.tower)
-        self.cls_out = nn.Conv2d(self.channels, 1, 1)
-        self.box_out = nn.Conv2d(self.channels, 5, 1)   # quality, then l, t, r, b (log units)
+        self.cls_tower = _separable_tower(self.channels, self.tower, self.width)
+        self.box_tower = _separable_tower(self.channels, self.tower, self.width)
+        head_in = self.width if self.tower else self.channels
+        self.cls_out = nn.Conv2d(head_in, 1, 1)
+        self.box_out = nn.Conv2d(head_in, 5, 1)   # quality, then l, t, r, b (log units)
         self.reset_output_layers()
 
     def reset_output_layers(self) -> None:
@@ -149,7 +166,10 @@ class BoxHead(nn.Module):
         return centre_crop(z, self.exemplar_crop)
 
     def spec(self) -> dict:
-        return {"type": "box", "exemplar_crop": self.exemplar_crop, "tower": self.tower}
+        out = {"type": "box", "exemplar_crop": self.exemplar_crop, "tower": self.tower}
+        if self.width != self.channels:
+            out["width"] = self.width
+        return out
 
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         feat = depthwise_xcorr(self.crop_exemplar(z), x)
@@ -170,6 +190,8 @@ def build_head(spec: dict, channels: int, stride: int) -> nn.Module:
         return XCorrHead(out_scale=float(spec.get("out_scale", OUT_SCALE)),
                          exemplar_crop=int(spec.get("exemplar_crop", 0)))
     if kind == "box":
+        width = spec.get("width")
         return BoxHead(channels, exemplar_crop=int(spec.get("exemplar_crop", 0)),
-                       tower=int(spec.get("tower", 2)), stride=stride)
+                       tower=int(spec.get("tower", 2)), stride=stride,
+                       width=None if width is None else int(width))
     raise ValueError(f"unknown head type {kind!r}; known: {sorted(HEAD_TYPES)}")
