@@ -283,3 +283,21 @@ def test_cuda_matches_cpu(clip, student_net) -> None:
     cpu = run(SiamFCTracker(student_net, device="cpu"), clip.frames[:6], clip.boxes[0])
     gpu = run(SiamFCTracker(copy.deepcopy(student_net), device="cuda"), clip.frames[:6], clip.boxes[0])
     np.testing.assert_allclose(gpu, cpu, atol=0.5)
+
+
+def test_changed_scale_settings_take_effect_at_the_next_frame():
+    """``tracker.cfg`` replaced between frames (a settings search does this) changes the scales."""
+    import dataclasses
+
+    from siamtrack.config import TrackerConfig
+    from siamtrack.models import build_model, named_spec
+    from siamtrack.tracking.tracker import SiamFCTracker
+
+    tracker = SiamFCTracker(build_model(named_spec("student")).eval(), TrackerConfig())
+    np.testing.assert_allclose(tracker.scale_factors, 1.0375 ** np.array([-1.0, 0.0, 1.0]))
+    tracker.cfg = dataclasses.replace(tracker.cfg, scale_step=1.1, scale_num=5)
+    np.testing.assert_allclose(tracker.scale_factors, 1.1 ** np.arange(-2.0, 3.0))
+    img = np.full((120, 160, 3), 90, np.uint8)
+    tracker.init(img, [60, 40, 30, 30])
+    tracker.update(img)  # five crops now; the penalty vector matches
+    assert len(tracker._scale_table()[1]) == 5

@@ -210,11 +210,7 @@ class SiamFCTracker(Tracker):
         #: ``"xcorr"`` (SiamFC's 3-scale loop) or ``"box"`` (one crop, regressed box: :mod:`.boxhead`)
         self.head_kind: str = head_kind(described)
 
-        n = self.cfg.scale_num
-        self.scale_factors = self.cfg.scale_step ** np.linspace(-(n // 2), n // 2, n)
-        penalty = np.full(n, self.cfg.scale_penalty, dtype=np.float32)
-        penalty[n // 2] = 1.0
-        self._penalty = penalty
+        self._scales: dict[tuple[int, float, float], tuple[np.ndarray, np.ndarray]] = {}
         self._windows: dict[tuple[int, float], np.ndarray] = {}
         self._kernel: Any = None
         self.center = np.zeros(2)
@@ -251,6 +247,23 @@ class SiamFCTracker(Tracker):
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def scale_factors(self) -> np.ndarray:
+        """Search scales relative to the current size (``scale_step`` powers around 1)."""
+        return self._scale_table()[0]
+
+    def _scale_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale factors, peak penalties)`` for the *current* ``cfg``, cached per setting, so a
+        changed ``tracker.cfg`` (a settings search, an application) takes effect at the next frame."""
+        cfg = self.cfg
+        key = (cfg.scale_num, cfg.scale_step, cfg.scale_penalty)
+        if key not in self._scales:
+            n = cfg.scale_num
+            penalty = np.full(n, cfg.scale_penalty, dtype=np.float32)
+            penalty[n // 2] = 1.0
+            self._scales[key] = (cfg.scale_step ** np.linspace(-(n // 2), n // 2, n), penalty)
+        return self._scales[key]
+
     def _weighted_window(self, side: int) -> np.ndarray:
         """``window_influence`` times the cosine window of ``side``, cached per side and influence
         (the side comes from the network output, and the config may be changed between frames)."""
@@ -280,7 +293,7 @@ class SiamFCTracker(Tracker):
         """
         cfg = self.cfg
         peaks = maps.max(axis=(1, 2))
-        best = int(np.nan_to_num(peaks * self._penalty, nan=-np.inf).argmax())
+        best = int(np.nan_to_num(peaks * self._scale_table()[1], nan=-np.inf).argmax())
         side = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
         # (1 - wi) * (r - min) / sum(r - min) + wi * window, in place: a temporary of this 272x272
@@ -361,13 +374,14 @@ class SiamFCTracker(Tracker):
         if self.head_kind == "box":
             self.center, self.target_sz, score = self._update_box(img, x_sz)
             return self._finish(img, score)
-        crops = crop_squares(img, self.center, x_sz * self.scale_factors, cfg.instance_sz, self.avg_color)
+        factors = self.scale_factors
+        crops = crop_squares(img, self.center, x_sz * factors, cfg.instance_sz, self.avg_color)
         # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
         # OpenCV than as torch ops
         maps = self.engine.respond(self._kernel, crops)
         best, loc, side, score = self._locate(maps)
         row, col = divmod(loc, side)
-        factor = float(self.scale_factors[best])
+        factor = float(factors[best])
         stride, offset = self.geometry.stride, self.geometry.offset
         disp = (np.array([col, row], dtype=np.float64) - (side - 1) / 2.0)
         disp = (disp * stride / cfg.response_up + offset) * x_sz * factor / cfg.instance_sz
