@@ -292,6 +292,71 @@ def test_speed_two_models(tmp_path, capsys):
     assert "exemplar" in capsys.readouterr().out
 
 
+@pytest.fixture
+def shared_baselines(shared_models, monkeypatch) -> Path:
+    """The shared NanoTrack / vitTrack files as ``speed``'s default (``$SIAMTRACK_MODELS``); skips
+    when this OpenCV build cannot run them."""
+    from siamtrack.evaluation.baselines import with_shared_files
+
+    monkeypatch.setenv("SIAMTRACK_MODELS", str(shared_models))
+    files = with_shared_files({})
+    for key in ("nano", "vit"):
+        reason = baseline_status(key, files)
+        if reason is not None:
+            pytest.skip(f"baseline {key} unavailable: {reason}")
+    return shared_models
+
+
+def test_speed_with_opencv_baselines(shared_baselines, tmp_path, capsys):
+    out_json = tmp_path / "speed.json"
+    assert _cli(["speed", "--weights", "student", "--baselines", "nano,vit", "--frames", "3", "--warmup", "1",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    out = json.loads(out_json.read_text())
+    models = out["models"]
+    assert set(models) == {"SiamFC-student", "NanoTrack", "vitTrack"} and out["skipped"] == {}
+    for m in models.values():
+        assert m["ms"] > 0 and m["fps"] > 0 and m["p90_ms"] >= m["ms"] * 0.999 and m["frames"] == 3
+    onnx = {"NanoTrack": ["nanotrackv2_backbone_sim.onnx", "nanotrackv2_head_sim.onnx"],
+            "vitTrack": ["vitTracker.onnx"]}
+    for name, files in onnx.items():  # size = the ONNX files; MACs and parameters unknown
+        m = models[name]
+        assert m["engine"] == "OpenCV DNN" and m["macs"] is None and m["params"] is None
+        assert m["bytes"] == sum((shared_baselines / f).stat().st_size for f in files)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} "))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "OpenCV DNN" and cells[6:9] == ["-", "-", "-"] and cells[9].endswith(" MiB")
+    assert "| SiamFC-student " in text
+    nano = models["SiamFC-student"]["fps"] / models["NanoTrack"]["fps"]
+    assert out["relative"]["NanoTrack"]["SiamFC-student"] == pytest.approx(nano)
+    assert f"fps relative to NanoTrack at 1 thread(s): SiamFC-student {nano:.2f}x" in text
+    assert "fps relative to vitTrack" in text
+    assert "speed-up over SiamFC-student at 1 thread(s): NanoTrack: " in text
+
+
+def test_speed_baselines_only_and_an_unavailable_one(shared_baselines, tmp_path, capsys):
+    # no --weights; nano pointed at a missing file: skipped with the reason, vitTrack still timed
+    out_json = tmp_path / "speed.json"
+    assert _cli(["speed", "--baselines", "nano,vit", "--nano-backbone", str(tmp_path / "nonexistent.onnx"),
+                 "--frames", "3", "--warmup", "1", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    out = json.loads(out_json.read_text())
+    assert list(out["models"]) == ["vitTrack"] and out["models"]["vitTrack"]["ms"] > 0
+    assert "not found" in out["skipped"]["NanoTrack"]
+    assert "skipped NanoTrack: --nano-backbone" in text and "| vitTrack " in text
+
+
+def test_speed_needs_weights_or_baselines(tmp_path, capsys, monkeypatch):
+    assert _cli(["speed", "--frames", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--weights" in err and "--baselines" in err
+    # every baseline skipped and no model: nothing to time, one line naming why
+    monkeypatch.setenv("SIAMTRACK_MODELS", str(tmp_path))  # an empty model folder
+    assert _cli(["speed", "--baselines", "vit", "--frames", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "vitTrack" in err and "--vit-model" in err
+
+
 def test_folder_dataset_reads_frames_in_natural_order(tmp_path) -> None:
     """``benchmark --dataset folder`` and ``track`` order unpadded frame numbers alike: 1, 2, ..., 11
     (not 1, 10, 11, 2 as plain strings), so frame i meets ground-truth row i."""

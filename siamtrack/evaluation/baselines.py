@@ -6,10 +6,13 @@ last box when OpenCV reports a lost target (``ok == False``), because the benchm
 every frame. Which baselines exist depends on the OpenCV build (KCF and CSRT live in
 opencv-contrib) and on model files the user passes (NanoTrack, vitTrack); :func:`baseline_status`
 says why one is unavailable so the benchmark can report it as skipped instead of crashing.
+:func:`with_shared_files` fills in the ONNX files of the shared model folder (``../shared/models``)
+for a baseline the user gave no files for (``siamtrack speed`` does).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -23,10 +26,43 @@ BASELINE_NAMES: dict[str, str] = {"mil": "MIL", "kcf": "KCF", "csrt": "CSRT", "n
                                   "vit": "vitTrack"}
 #: the user-supplied model files each baseline needs (command-line option names, as identifiers)
 BASELINE_FILES: dict[str, tuple[str, ...]] = {"nano": ("nano_backbone", "nano_head"), "vit": ("vit_model",)}
+#: file names of those models in the shared model folder (opencv_zoo's NanoTrack v2 and vitTrack)
+SHARED_MODEL_FILES: dict[str, str] = {"nano_backbone": "nanotrackv2_backbone_sim.onnx",
+                                      "nano_head": "nanotrackv2_head_sim.onnx", "vit_model": "vitTracker.onnx"}
 
 
 class BaselineUnavailable(RuntimeError):
     """This OpenCV build or the given files cannot provide the requested baseline."""
+
+
+def shared_models_dir() -> Path | None:
+    """The shared model folder: ``$SIAMTRACK_MODELS`` when set, else ``../shared/models`` next to the
+    repository or the current folder; ``None`` when absent."""
+    env = os.environ.get("SIAMTRACK_MODELS")
+    if env:  # authoritative when set, so a deployment (or a test) can point elsewhere or opt out
+        candidates = [Path(env).expanduser()]
+    else:
+        candidates = [Path(__file__).resolve().parents[3] / "shared" / "models",
+                      Path.cwd().parent / "shared" / "models"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def with_shared_files(files: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+    """``files`` with the shared folder's ONNX files filled in for every baseline given none of its
+    own: a baseline the user passed any file for keeps exactly what was passed (a user's backbone is
+    never paired with the shared head). Files missing from the shared folder stay unset."""
+    out = dict(files or {})
+    folder = shared_models_dir()
+    if folder is None:
+        return out
+    for options in BASELINE_FILES.values():
+        if any(out.get(opt) for opt in options):
+            continue
+        for opt in options:
+            candidate = folder / SHARED_MODEL_FILES[opt]
+            if candidate.is_file():
+                out[opt] = str(candidate)
+    return out
 
 
 def _contrib_factory(kind: str) -> Callable[[], Any] | None:
@@ -173,10 +209,15 @@ class OpenCVTracker(Tracker):
         self._tracker.init(_to_bgr(image), to_int_rect(self._box))
 
     def update(self, image: Any) -> np.ndarray:
+        return self.update_bgr(_to_bgr(image))
+
+    def update_bgr(self, image: np.ndarray) -> np.ndarray:
+        """:meth:`update` on a BGR ``uint8`` array, as OpenCV takes it (no colour conversion: what
+        ``siamtrack speed`` times, so a baseline is not charged for our RGB convention)."""
         if self._tracker is None:
             raise ValueError("call init(image, box) before update(image)")
         try:
-            ok, rect = self._tracker.update(_to_bgr(image))
+            ok, rect = self._tracker.update(image)
         except cv2.error:
             ok, rect = False, None
         if ok:

@@ -131,6 +131,22 @@ def baseline_spec(key: str, files: Mapping[str, str | None]) -> TrackerSpec:
     return TrackerSpec(name=BASELINE_NAMES[key], kind="opencv", source=key, files=pairs)
 
 
+def baseline_specs(keys: Sequence[str], files: Mapping[str, str | None], log: Log = print
+                   ) -> tuple[list[TrackerSpec], dict[str, str]]:
+    """Specs of the available baselines among ``keys`` and ``{name: reason}`` for the others, each
+    skip logged ("skipping baseline NAME: reason"); ``ValueError`` for an unknown key."""
+    specs: list[TrackerSpec] = []
+    skipped: dict[str, str] = {}
+    for key in keys:
+        try:
+            specs.append(baseline_spec(key, files))
+        except BaselineUnavailable as exc:
+            name = BASELINE_NAMES[key.strip().lower()]
+            skipped[name] = str(exc)
+            log(f"skipping baseline {name}: {exc}")
+    return specs, skipped
+
+
 # ------------------------------------------------------------------ worker side
 _WORKER_TRACKERS: dict[TrackerSpec, Any] = {}
 
@@ -356,15 +372,8 @@ def run(opts: BenchmarkOptions, log: Log = print) -> dict[str, Any]:
                           subset=opts.subset, version=opts.version, sequences=opts.sequences,
                           skip_bad=opts.skip_bad, log=log)
 
-    specs: list[TrackerSpec] = [learned_spec(t, opts.device) for t in opts.trackers]
-    skipped: dict[str, str] = {}
-    for key in opts.baselines:
-        try:
-            specs.append(baseline_spec(key, opts.files))
-        except BaselineUnavailable as exc:
-            name = BASELINE_NAMES[key.strip().lower()]
-            skipped[name] = str(exc)
-            log(f"skipping baseline {name}: {exc}")
+    available, skipped = baseline_specs(opts.baselines, opts.files, log)
+    specs: list[TrackerSpec] = [learned_spec(t, opts.device) for t in opts.trackers] + available
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

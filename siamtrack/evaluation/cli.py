@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from .baselines import BASELINE_NAMES
+from .baselines import BASELINE_FILES, BASELINE_NAMES, SHARED_MODEL_FILES
 from ..tracking.threads import add_threads_option
 
 BENCHMARK_EXAMPLES = """examples:
@@ -29,6 +29,9 @@ BENCHMARK_EXAMPLES = """examples:
 SPEED_EXAMPLES = """examples:
   siamtrack speed --weights teacher,student --threads 1,2 --frames 200 --json speed.json
   siamtrack speed --weights student,student@onnx,student@int8 --threads 2 --frames 200
+  siamtrack speed --weights student,student@onnx --baselines nano,vit --threads 1,2 --frames 200
+      (NanoTrack / vitTrack ONNX files from ../shared/models unless --nano-backbone, --nano-head,
+      --vit-model point at other copies)
 """
 
 
@@ -47,6 +50,29 @@ def _version(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def add_baseline_options(p: argparse.ArgumentParser, shared_default: bool = False) -> None:
+    """``--baselines`` and the ONNX files NanoTrack / vitTrack need, for ``benchmark`` and ``speed``
+    (read back with :func:`baseline_files`). ``shared_default``: files not given are looked for in
+    the shared model folder (:func:`.baselines.with_shared_files`), and the help says so."""
+    p.add_argument("--baselines", type=_csv, default=[], metavar="A,B,...",
+                   help=f"comma-separated OpenCV baselines: {','.join(BASELINE_NAMES)} (unavailable ones "
+                        f"are reported as skipped)")
+    for option, what, key in (("--nano-backbone", "NanoTrack v2 backbone", "nano"),
+                              ("--nano-head", "NanoTrack v2 neck/head", "nano"),
+                              ("--vit-model", "vitTrack", "vit")):
+        default = SHARED_MODEL_FILES[option[2:].replace("-", "_")]
+        p.add_argument(option, default=None, metavar="FILE",
+                       help=f"{what} ONNX file (for --baselines {key}"
+                            + (f"; default: {default} in ../shared/models or $SIAMTRACK_MODELS)"
+                               if shared_default else ")"))
+
+
+def baseline_files(args: argparse.Namespace) -> dict[str, str | None]:
+    """The ``--nano-backbone`` / ``--nano-head`` / ``--vit-model`` values, keyed as
+    :data:`.baselines.BASELINE_FILES` names them."""
+    return {opt: getattr(args, opt) for opts in BASELINE_FILES.values() for opt in opts}
+
+
 def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "benchmark", help="accuracy of trackers and OpenCV baselines on GOT-10k / OTB / a folder",
@@ -63,9 +89,6 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="comma-separated learned trackers: teacher, student, checkpoint paths or export "
                         "folders; a @onnx / @int8 suffix runs the fp32 / int8 ONNX graphs on onnxruntime "
                         "(e.g. student,student@onnx,student@int8)")
-    p.add_argument("--baselines", type=_csv, default=[], metavar="A,B,...",
-                   help=f"comma-separated OpenCV baselines: {','.join(BASELINE_NAMES)} (unavailable ones "
-                        f"are reported as skipped)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
     p.add_argument("--report-dir", default=None, metavar="DIR",
                    help="where results, report.md, benchmark.json and plots go (default benchmarks/<dataset>)")
@@ -73,9 +96,7 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="re-run trackers whose results exist (default: reuse them, and say so)")
     p.add_argument("--device", default=None, metavar="DEV", help="torch device for learned trackers (default: cuda if available)")
-    p.add_argument("--nano-backbone", default=None, metavar="FILE", help="NanoTrack v2 backbone ONNX file (for --baselines nano)")
-    p.add_argument("--nano-head", default=None, metavar="FILE", help="NanoTrack v2 neck/head ONNX file (for --baselines nano)")
-    p.add_argument("--vit-model", default=None, metavar="FILE", help="vitTrack ONNX file (for --baselines vit)")
+    add_baseline_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out (and name) sequences that are missing or whose ground-truth rows "
@@ -88,12 +109,13 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
 def add_speed_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "speed", help="per-frame latency, MACs, parameters and size of trackers",
-        description="Time tracker.update on 640x360 frames for every model and thread count "
-                    "(interleaved, so ratios hold on a noisy machine) and count MACs per frame.",
+        description="Time tracker.update on 640x360 frames for every model, OpenCV baseline and thread "
+                    "count (interleaved, so ratios hold on a noisy machine) and count MACs per frame.",
         epilog=SPEED_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=_csv, required=True, metavar="A,B,...",
+    p.add_argument("--weights", type=_csv, default=[], metavar="A,B,...",
                    help="comma-separated models: teacher, student, checkpoint paths or export folders, "
-                        "each optionally with @onnx / @int8 (onnxruntime fp32 / int8)")
+                        "each optionally with @onnx / @int8 (onnxruntime fp32 / int8); --weights "
+                        "and/or --baselines")
     p.add_argument("--threads", type=_int_csv, default=[1], metavar="N,M,...", help="comma-separated thread counts (default 1)")
     p.add_argument("--frames", type=int, default=100, metavar="N", help="timed frames per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed frames first (default 10)")
@@ -101,6 +123,7 @@ def add_speed_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="write the results as JSON here")
     p.add_argument("--accuracy", default=None, metavar="BENCHMARK.json",
                    help="add AO and SR0.5 columns from a `siamtrack benchmark` JSON (matched by tracker name)")
+    add_baseline_options(p, shared_default=True)
     p.set_defaults(func=run_speed)
     return p
 
@@ -117,7 +140,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     opts = BenchmarkOptions(
         dataset=args.dataset, root=args.root, subset=args.subset, version=args.version,
         sequences=args.sequences, trackers=args.trackers, baselines=args.baselines,
-        files={"nano_backbone": args.nano_backbone, "nano_head": args.nano_head, "vit_model": args.vit_model},
+        files=baseline_files(args),
         workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
         overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
         skip_bad=args.skip_bad, threads=args.threads)
@@ -133,7 +156,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def run_speed(args: argparse.Namespace) -> int:
     from .speed import SpeedOptions, run
 
-    run(SpeedOptions(weights=args.weights, threads=args.threads, frames=args.frames, warmup=args.warmup,
+    run(SpeedOptions(weights=args.weights, baselines=args.baselines, files=baseline_files(args),
+                     threads=args.threads, frames=args.frames, warmup=args.warmup,
                      json_path=args.json_path, device=args.device, accuracy_json=args.accuracy))
     return 0
 

@@ -75,15 +75,21 @@ def benchmark_markdown(result: Mapping[str, Any]) -> str:
 
 
 def speed_markdown(models: Mapping[str, Mapping[str, Any]]) -> str:
-    """Speed table: ms (median, p90), fps, MACs, parameters, bytes, threads."""
+    """Speed table: ms (median, p90), fps, MACs, parameters, bytes, threads; ``-`` where a count is
+    unknown (OpenCV baselines: no MACs or parameters, a size only when they load ONNX files)."""
     from ..models.profile import format_macs
+
+    def macs(v: Any) -> str:
+        return "-" if v is None else format_macs(v)
 
     accuracy = any("ao" in m for m in models.values())
     rows = []
     for name, m in models.items():
+        params, size = m.get("params"), m.get("bytes")
         rows.append([name, m.get("engine", "torch fp32"), str(m["threads"]), fmt(m["ms"], 2), fmt(m["p90_ms"], 2), fmt(m["fps"], 1),
-                     format_macs(m["macs"]), format_macs(m.get("exemplar_macs", 0)),
-                     f"{m['params'] / 1e6:.3f} M", f"{m['bytes'] / 2**20:.2f} MiB"]
+                     macs(m.get("macs")), macs(m.get("exemplar_macs", 0)),
+                     "-" if params is None else f"{params / 1e6:.3f} M",
+                     "-" if size is None else f"{size / 2**20:.2f} MiB"]
                     + ([fmt(m.get("ao")), fmt(m.get("sr50"))] if accuracy else []))
     return markdown_table(["model", "engine", "threads", "ms (median)", "ms (p90)", "fps", "MACs/frame",
                            "exemplar MACs", "params", "size"] + (["AO", "SR0.5"] if accuracy else []), rows)
