@@ -115,7 +115,9 @@ def test_update_is_one_batched_pass_and_exemplar_is_embedded_once(clip) -> None:
     tracker = pixel_tracker(TrackerConfig(scale_num=5))
     embedding = tracker.inference_net.backbone  # the copy the per-frame path runs
     run(tracker, clip.frames[:4], clip.boxes[0])
-    assert embedding.calls == [(1, 3, 127, 127)] + [(5, 3, 255, 255)] * 3
+    # init: the exemplar once, plus one search crop for the reference peak re-detection compares with;
+    # then one batch of the 5 scales per frame
+    assert embedding.calls == [(1, 3, 127, 127), (1, 3, 255, 255)] + [(5, 3, 255, 255)] * 3
 
 
 def siamfc_locate(maps: np.ndarray, cfg: TrackerConfig) -> tuple[int, int]:
