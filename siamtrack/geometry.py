@@ -105,6 +105,13 @@ def crop_squares(image: np.ndarray, center: Sequence[float], sizes: Sequence[flo
     return batch
 
 
+def cell_offsets(size: int, stride: int, offset: float) -> np.ndarray:
+    """Search-crop pixel position (either axis) of each response cell's centre, relative to the crop
+    centre: ``(i - (size - 1) / 2) * stride + offset`` (stride and offset: ``siamtrack.models.geometry``).
+    The box head's training targets and its tracking loop both map cells to pixels with this."""
+    return (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * stride + offset
+
+
 def hann_window(size: int) -> np.ndarray:
     """Normalised 2-D cosine window (sums to 1)."""
     h = np.hanning(size)

@@ -13,7 +13,8 @@ from siamtrack.config import TrackerConfig
 from siamtrack.models import build_model, geometry, model_spec, named_spec
 from siamtrack.models.heads import BOX_OUTPUTS, BoxHead, depthwise_xcorr
 from siamtrack.models.profile import count_macs
-from siamtrack.tracking.boxhead import cell_offsets, pick_box
+from siamtrack.geometry import cell_offsets
+from siamtrack.tracking.boxhead import pick_box
 from siamtrack.tracking.tracker import SiamFCTracker
 from siamtrack.training.losses import box_head_loss, box_targets, cell_centres, giou
 

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..models.heads import TOWER_BLOCK
+from ..models.heads import TOWER_BLOCK, head_kind
 
 TOWERS = {"cls_tower": "cls_out", "box_tower": "box_out"}  # tower -> the output conv it feeds
 # positions inside a tower block (see models.heads._separable_tower)
@@ -28,7 +28,7 @@ _DW, _DW_BN, _PW, _PW_BN, _PW_ACT = 0, 1, 3, 4, 5
 
 
 def is_box_head(head: nn.Module) -> bool:
-    return getattr(head, "kind", "xcorr") == "box"
+    return head_kind(head) == "box"
 
 
 def head_units(head: nn.Module) -> list[str]:

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..checkpoint import sha256_file
 from ..config import TrackerConfig
-from ..models.heads import XCorrHead
+from ..models.heads import XCorrHead, head_kind
 from ..models.inference import fuse_conv_bn
 from ..models.profile import count_macs
 from ..models.siamese import exemplar_embedding
@@ -106,7 +106,7 @@ class _SearchGraph(nn.Module):
 
 def search_outputs(head: nn.Module) -> list[str]:
     """Output names of the search graph for ``head``."""
-    return ["cls", "quality", "box"] if getattr(head, "kind", "xcorr") == "box" else ["response"]
+    return ["cls", "quality", "box"] if head_kind(head) == "box" else ["response"]
 
 
 def torch_response(net: nn.Module, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -179,6 +179,15 @@ class BoxHead(nn.Module):
         return torch.cat([cls, box[:, :1], ltrb], dim=1)
 
 
+def head_kind(described: object) -> str:
+    """``"xcorr"`` or ``"box"``: the head of a spec dict, a network with ``.head`` or a head module
+    (a spec without a head type, as the shipped AlexNet and student hold, is xcorr)."""
+    if isinstance(described, dict):
+        return str(described.get("head", {}).get("type", "xcorr"))
+    head = getattr(described, "head", described)
+    return str(getattr(head, "kind", "xcorr"))
+
+
 #: ``spec["head"]["type"]`` -> class (a spec without a type is the SiamFC xcorr head)
 HEAD_TYPES: dict[str, type[nn.Module]] = {"xcorr": XCorrHead, "box": BoxHead}
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import EXEMPLAR_SZ, INSTANCE_SZ
+from .heads import head_kind
 
 
 def _conv_macs(module: nn.Conv2d, output: torch.Tensor) -> int:
@@ -74,7 +75,7 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
         raise ValueError(f"search features {x_shape} smaller than exemplar features {z_shape}")
     xcorr = ho * wo * c * hz * wz
     head = getattr(net, "head", None)
-    if getattr(head, "kind", "xcorr") == "box":
+    if head_kind(head) == "box":
         scale_num = 1
         xcorr += _box_tower_macs(head, c, ho)
     per_crop = x_macs + xcorr

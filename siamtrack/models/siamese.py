@@ -13,7 +13,7 @@ from torch import nn
 
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .efficientnet import EfficientLiteBackbone
-from .heads import HEAD_TYPES, XCorrHead, build_head
+from .heads import HEAD_TYPES, build_head, head_kind
 from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE
 
 ArchSpec = dict[str, Any]
@@ -207,7 +207,7 @@ def model_spec(net: SiamNet) -> ArchSpec:
     for layer in layers:
         if layer["type"] == "conv":
             layer["out"] = next(blocks).out_channels
-    if getattr(net.head, "kind", "xcorr") == "xcorr":
+    if head_kind(net) == "xcorr":
         head = {"out_scale": net.head.out_scale}
         if net.head.exemplar_crop:
             head["exemplar_crop"] = net.head.exemplar_crop

@@ -9,9 +9,13 @@ answer. The tracker then moves the centre there and damps the size change (:func
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
+
+from ..geometry import cell_offsets, hann_window
+from .confidence import sigmoid
 
 
 class BoxPick(NamedTuple):
@@ -26,10 +30,6 @@ class BoxPick(NamedTuple):
     cell: int           # flat index of the chosen cell
 
 
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(v, -60.0, 60.0)))
-
-
 def _change(r: np.ndarray) -> np.ndarray:
     return np.maximum(r, 1.0 / r)
 
@@ -40,9 +40,14 @@ def _padded_size(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
     return np.sqrt((w + pad) * (h + pad))
 
 
-def cell_offsets(size: int, stride: int, offset: float) -> np.ndarray:
-    """Crop-pixel position of each cell centre (either axis) from the crop centre."""
-    return (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * stride + offset
+@functools.lru_cache(maxsize=8)
+def peak_window(side: int) -> np.ndarray:
+    """SiamFC++'s cosine window, peak 1 (SiamFC's :func:`~siamtrack.geometry.hann_window` sums to 1);
+    cached per side, read-only."""
+    window = hann_window(side)
+    window = (window / window.max()).astype(np.float32)
+    window.setflags(write=False)
+    return window
 
 
 def pick_box(out: np.ndarray, target_wh: tuple[float, float], stride: int, offset: float,
@@ -54,7 +59,7 @@ def pick_box(out: np.ndarray, target_wh: tuple[float, float], stride: int, offse
     """
     out = np.asarray(out, dtype=np.float64)
     r = out.shape[-1]
-    score = _sigmoid(out[0]) * _sigmoid(out[1])
+    score = sigmoid(out[0]) * sigmoid(out[1])
     left, top, right, bottom = out[2], out[3], out[4], out[5]
     grid = cell_offsets(r, stride, offset)
     cx = grid[None, :] + (right - left) / 2.0

@@ -57,9 +57,20 @@ def response_stats(maps: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(peak, -50.0, 50.0), psr, zscore], axis=1)
 
 
+def classification_maps(out: np.ndarray) -> np.ndarray:
+    """``(S, r, r)`` response maps of an engine's output: the xcorr response itself, or the box
+    head's classification channel of its ``(S, 6, r, r)``."""
+    out = np.asarray(out)
+    return out[:, 0] if out.ndim == 4 else out
+
+
 def calibrated_score(stats: np.ndarray, bias: float, weights: tuple[float, float, float]) -> np.ndarray:
     """Logistic calibration of :func:`response_stats` rows -> ``(N,)`` confidences in [0, 1]."""
-    z = bias + np.asarray(stats, dtype=np.float64) @ np.asarray(weights, dtype=np.float64)
+    return sigmoid(bias + np.asarray(stats, dtype=np.float64) @ np.asarray(weights, dtype=np.float64))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function, clipped so that extreme logits neither overflow nor give exact 0 / 1."""
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .confidence import calibrated_score, response_stats
+from .confidence import calibrated_score, classification_maps, response_stats
 from ..geometry import crop_squares
 
 
@@ -103,9 +103,7 @@ class LostSearch:
         self.cursor += len(chunk)
         centres = np.concatenate([anchor[None], chunk])  # the frozen centre every frame
         crops = np.concatenate([crop_squares(img, c, [x_sz], cfg.instance_sz, avg_color) for c in centres])
-        maps = np.asarray(engine.respond(kernel, crops))
-        if maps.ndim == 4:  # a box head: its classification map is the response
-            maps = maps[:, 0]
+        maps = classification_maps(engine.respond(kernel, crops))
         scores = calibrated_score(response_stats(maps), cfg.conf_bias,
                                   (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))
         peaks = maps.reshape(len(maps), -1).max(axis=1)

@@ -33,10 +33,10 @@ from got10k.trackers import Tracker
 
 from ..config import TrackerConfig
 from ..geometry import context_size, crop_squares, hann_window
-from ..models import geometry
+from ..models import geometry, head_kind
 from ..models.inference import Engine, TorchEngine
-from .boxhead import damped_size, pick_box
-from .confidence import calibrated_score, response_stats
+from .boxhead import damped_size, peak_window, pick_box
+from .confidence import calibrated_score, classification_maps, response_stats
 from .redetect import LostSearch
 
 
@@ -327,14 +327,16 @@ class SiamFCTracker(Tracker):
         self.lost = False
         self._lost_search.reset(self.center, self.target_sz)
 
+    def _search_side(self) -> float:
+        """Side in frame pixels of the (unit-scale) search crop for the current target size."""
+        cfg = self.cfg
+        return context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+
     def _peak_at(self, img: np.ndarray, center: np.ndarray) -> float:
         """Raw response peak of one search crop at ``center`` at the current size (the box head's
         classification map): at ``init`` the reference a re-detected tile must come close to."""
-        cfg = self.cfg
-        x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
-        maps = np.asarray(self.engine.respond(self._kernel, crop_squares(img, center, [x_sz], cfg.instance_sz,
-                                                                           self.avg_color)))
-        peak = float((maps[:, 0] if maps.ndim == 4 else maps).max())
+        crop = crop_squares(img, center, [self._search_side()], self.cfg.instance_sz, self.avg_color)
+        peak = float(classification_maps(self.engine.respond(self._kernel, crop)).max())
         return peak if math.isfinite(peak) else -math.inf
 
     def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -343,13 +345,8 @@ class SiamFCTracker(Tracker):
         crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
         out = self.engine.respond(self._kernel, crops)[0]          # (6, r, r)
         to_frame = x_sz / cfg.instance_sz                          # frame pixels per crop pixel
-        side = out.shape[-1]
-        key = (side, -1.0)  # SiamFC++'s window peaks at 1 (SiamFC's sums to 1: _weighted_window)
-        if key not in self._windows:
-            window = hann_window(side)
-            self._windows[key] = (window / window.max()).astype(np.float32)
         pick = pick_box(out, tuple(self.target_sz / to_frame), self.geometry.stride, self.geometry.offset,
-                        self._windows[key], cfg.box_penalty_k, cfg.box_window_influence)
+                        peak_window(out.shape[-1]), cfg.box_penalty_k, cfg.box_window_influence)
         self.stats = response_stats(out[None, 0])[0]
         center = self.center + np.array([pick.dx, pick.dy]) * to_frame
         size = damped_size(self.target_sz, np.array([pick.w, pick.h]) * to_frame, pick, cfg.box_lr)
@@ -362,7 +359,7 @@ class SiamFCTracker(Tracker):
             raise ValueError("call init(image, box) before update(image)")
         img = as_rgb_uint8(image)
         cfg = self.cfg
-        x_sz = context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        x_sz = self._search_side()
         if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
             self.score, found = self._lost_search.search(img, self.engine, self._kernel, x_sz, cfg,
                                                          self.avg_color, self.geometry.stride,
@@ -401,9 +398,3 @@ class SiamFCTracker(Tracker):
                 self.center, self.target_sz = (v.copy() for v in self._lost_search.anchor)
         return self.box
 
-
-def head_kind(described: Any) -> str:
-    """``"xcorr"`` or ``"box"``: the head of a network module or of its spec dict."""
-    if isinstance(described, dict):
-        return str(described.get("head", {}).get("type", "xcorr"))
-    return str(getattr(getattr(described, "head", None), "kind", "xcorr"))

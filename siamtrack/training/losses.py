@@ -11,6 +11,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from ..geometry import cell_offsets
+
 
 @functools.lru_cache(maxsize=16)
 def _label_cache(size: int, r_pos: float, r_neg: float, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,9 +75,8 @@ def balanced_logistic_loss(logits: torch.Tensor, r_pos: float = 16.0, r_neg: flo
 
 
 def cell_centres(size: int, stride: int, offset: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Search-crop pixel coordinate (either axis) of each response cell's centre, relative to the crop
-    centre: ``(i - (size - 1) / 2) * stride + offset`` (stride and offset: ``siamtrack.models.geometry``)."""
-    return (torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2.0) * stride + offset
+    """:func:`siamtrack.geometry.cell_offsets` as a float32 tensor on ``device``."""
+    return torch.as_tensor(cell_offsets(size, stride, offset), dtype=torch.float32, device=device)
 
 
 def box_targets(size: int, targets: torch.Tensor, stride: int, offset: float = 0.0

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..checkpoint import (CheckpointError, atomic_save, make_checkpoint, read_checkpoint,
                           remove_stale_temporaries)
 from ..config import TrackerConfig, TrainConfig
-from ..models import SiamNet, geometry
+from ..models import SiamNet, geometry, head_kind
 from .losses import balanced_logistic_loss, box_head_loss
 
 #: ``loss_fn(model, z, x, targets)`` -> ``(loss, stats)``; ``targets`` ``(B, 4)`` are the targets'
@@ -57,7 +57,7 @@ def default_loss(net: nn.Module, cfg: TrainConfig, tracker_cfg: TrackerConfig) -
     """The objective that fits ``net``'s head: SiamFC's logistic loss or the box head's losses.
     Stride and offset are the network's (labels in search pixels must agree with it)."""
     geo = geometry(net, tracker_cfg.exemplar_sz, tracker_cfg.instance_sz)
-    if getattr(getattr(net, "head", None), "kind", "xcorr") == "box":
+    if head_kind(net) == "box":
         return box_loss(geo.stride, geo.offset)
     return siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride)
 
