@@ -94,6 +94,7 @@ class DataConfig:
     # crop sides and context come from TrackerConfig (the pipeline passes ExperimentConfig.tracker)
     stretch: float = 0.05             # random aspect/scale stretch of the crops
     shift: int = 8                    # random crop shift (pixels in the crop)
+    scale: float = 0.0                # log-scale jitter of video search crops (box head: ~0.3)
     seed: int = 0
 
 
@@ -167,6 +168,7 @@ class ExperimentConfig:
     out_dir: str = "runs"
     teacher_weights: str = ""         # reuse a trained teacher instead of training one
     warm_start: str = ""              # teacher stage: start from these weights, fresh schedule
+    warm_start_parts: list[str] = field(default_factory=list)  # [] whole net; e.g. [backbone]
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

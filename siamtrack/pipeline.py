@@ -97,6 +97,22 @@ def build_initialised(model: ModelConfig) -> tuple[SiamNet, dict[str, Any]]:
     return net, {"init": {"imagenet": load()}}
 
 
+def warm_start_parts(net: SiamNet, parent: SiamNet, parts: list[str]) -> SiamNet:
+    """``net`` with its submodules ``parts`` (e.g. ``backbone``) copied strictly from ``parent``:
+    a new head trains on features another run already tuned for tracking. A part whose shapes
+    differ is an error naming it, not a silent partial load."""
+    for part in parts:
+        mine, theirs = getattr(net, part, None), getattr(parent, part, None)
+        if not isinstance(mine, torch.nn.Module) or not isinstance(theirs, torch.nn.Module):
+            raise ValueError(f"warm_start_parts: {part!r} is not a submodule of both networks")
+        try:
+            mine.load_state_dict(theirs.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"warm_start_parts: {part!r} of the warm-start weights does not fit "
+                             f"the configured model: {exc}") from exc
+    return net
+
+
 def stage_registry() -> dict[str, Stage]:
     """The stages other packages register (through :data:`siamtrack.compress.stages.STAGES`), by name;
     imported when a run needs them, so a teacher-only run never loads the compression code."""
@@ -209,9 +225,14 @@ class Pipeline:
         if cfg.warm_start:
             net, _, parent = load_model(cfg.warm_start)
             origin = {"warm_start": {"path": cfg.warm_start, "sha256": sha256_file(cfg.warm_start),
+                                     "parts": list(cfg.warm_start_parts) or "all",
                                      "pairs_seen": parent.get("pairs_seen"),
                                      "wall_s": parent.get("wall_s"),
                                      "metrics": parent.get("metrics", {})}}
+            if cfg.warm_start_parts:
+                net = warm_start_parts(build_model(named_spec(cfg.model.name, cfg.model.width,
+                                                              cfg.model.out_scale, **cfg.model.options)),
+                                       net, cfg.warm_start_parts)
             return self.train_stage("teacher", net, net, extra_meta=origin)
         net, origin = build_initialised(cfg.model)
         return self.train_stage("teacher", net, net, extra_meta=origin)

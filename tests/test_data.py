@@ -345,6 +345,28 @@ def test_target_is_centred_in_search_crop():
         assert abs(px + 16 - cx) <= 3 and abs(py + 16 - cy) <= 3, (i, px, py, cx, cy)
 
 
+def test_search_scale_jitter_resizes_the_target_in_the_search_crop_only():
+    """``scale`` draws no extra numbers: the same pair with and without it differs only by the
+    search crop's zoom ``exp(U(-scale, scale))``, the same for w and h; the exemplar is untouched."""
+    seq = SyntheticSource(3, seed=2, num_frames=24)
+    plain = quiet_dataset([seq], stretch=0.0, shift=16, scale=0.0)
+    zoomed = quiet_dataset([seq], stretch=0.0, shift=16, scale=0.3)
+    ratios = []
+    for i in range(16):
+        _, _, a = plain.sample(i)
+        z, _, b = zoomed.sample(i)
+        assert (a.frame_z, a.frame_x) == (b.frame_z, b.frame_x)
+        assert np.allclose(a.box_z, b.box_z)
+        rw, rh = b.box_x[2] / a.box_x[2], b.box_x[3] / a.box_x[3]
+        assert rw == pytest.approx(rh, rel=1e-9)
+        # the target centre still lands where the shift put it
+        assert np.allclose(a.box_x[:2] + a.box_x[2:] / 2, b.box_x[:2] + b.box_x[2:] / 2)
+        ratios.append(rw)
+    assert np.exp(-0.3) - 1e-9 <= min(ratios) and max(ratios) <= np.exp(0.3) + 1e-9
+    assert max(ratios) / min(ratios) > 1.2            # it does vary
+    assert PairDataset.from_config(DataConfig(synthetic=2, scale=0.25), synthetic_frames=8).scale == 0.25
+
+
 def test_pairs_are_deterministic_per_seed_epoch_index(synth_dataset):
     z1, x1, _ = synth_dataset[5]
     z2, x2, _ = synth_dataset[5]

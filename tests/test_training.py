@@ -89,6 +89,34 @@ def test_warm_start_trains_on_from_given_weights_under_a_fresh_schedule(tmp_path
     assert 0 < moved < 0.5
 
 
+def test_warm_start_parts_moves_the_backbone_under_a_new_head(tmp_path, uninterrupted_final):
+    """A box head trained on the backbone of an xcorr run: the backbone comes from the parent (an
+    lr of ~0 keeps it there), the head is new, and the meta says which parts were taken."""
+    proc = _train(tmp_path, f"warm_start={uninterrupted_final}", "warm_start_parts=[backbone]",
+                  "model.options={head: box}", "train.epochs=1", "train.lr=1e-12")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = read_checkpoint(tmp_path / "tiny" / "teacher" / "final.pth")
+    assert ckpt["meta"]["warm_start"]["parts"] == ["backbone"]
+    assert ckpt["arch"]["head"]["type"] == "box"
+    parent, child = _weights(uninterrupted_final), ckpt["state_dict"]
+    backbone = [k for k in parent if k.startswith("backbone.")]
+    assert backbone and all(k in child for k in backbone)
+    for k in backbone:
+        torch.testing.assert_close(child[k].float(), parent[k].float(), rtol=0, atol=1e-6, msg=k)
+    assert any(k.startswith("head.box_out") for k in child)
+
+
+def test_warm_start_parts_refuses_a_backbone_that_does_not_fit():
+    from siamtrack.models import build_model, named_spec
+
+    narrow = build_model(named_spec("alexnet", 0.25))
+    wide = build_model(named_spec("alexnet", 0.5))
+    with pytest.raises(ValueError, match="'backbone' of the warm-start weights does not fit"):
+        pipeline.warm_start_parts(narrow, wide, ["backbone"])
+    with pytest.raises(ValueError, match="'neck' is not a submodule"):
+        pipeline.warm_start_parts(narrow, wide, ["neck"])
+
+
 def test_stop_mid_epoch_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
     first = _train(tmp_path, "--max-steps", "3")          # 4 steps per epoch: stops inside epoch 1
     assert first.returncode == 0, first.stderr[-2000:]

@@ -11,7 +11,10 @@ One pair (``PairDataset.sample``):
    side ``context_size * instance_sz / exemplar_sz`` resized to ``instance_sz``; padding is the
    image's mean colour. Each crop side is stretched by ``1 + U(-stretch, stretch)`` and the search
    centre is shifted by ``U(-shift, shift)`` output pixels per axis (siamfc-pytorch's RandomCrop
-   jitter); optional grey/colour augmentation.
+   jitter); optional grey/colour augmentation. With ``scale`` the search crop's side is also scaled by
+   ``exp(U(-scale, scale))``: the search crop is cut from the search frame's own box, so without it
+   the target always fills the same share of the crop and a box head learns one size (measured:
+   every regressed box near 64 x 64 px); at tracking time the crop follows the previous estimate.
 
 **The target is near the centre of the search image** (within ``shift`` pixels per axis, its
 centre at ``instance_sz / 2 - shift_xy``); each item carries that offset and the target's size in the
@@ -79,7 +82,7 @@ class PairDataset(Dataset):
     def __init__(self, sources: Sequence[SequenceSource], weights: Mapping[str, float] | None = None,
                  *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = EXEMPLAR_SZ,
                  instance_sz: int = INSTANCE_SZ, context: float = CONTEXT, stretch: float = 0.05,
-                 shift: float = 8, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
+                 shift: float = 8, scale: float = 0.0, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
                  photo_augment: PhotoAugment | None = None, max_retries: int = 100,
                  epoch: int = 0) -> None:
         if seed < 0:
@@ -93,6 +96,7 @@ class PairDataset(Dataset):
         self.context = float(context)
         self.stretch = float(stretch)
         self.shift = float(shift)
+        self.scale = float(scale)
         self.seed = int(seed)
         self.gray_prob = float(gray_prob)
         self.color = float(color)
@@ -151,7 +155,7 @@ class PairDataset(Dataset):
                                            num_frames=synthetic_frames, box_filter=bf))
         args = dict(pairs_per_epoch=cfg.pairs_per_epoch, max_frame_gap=cfg.max_frame_gap,
                     exemplar_sz=crops.exemplar_sz, instance_sz=crops.instance_sz, context=crops.context,
-                    stretch=cfg.stretch, shift=cfg.shift, seed=cfg.seed)
+                    stretch=cfg.stretch, shift=cfg.shift, scale=cfg.scale, seed=cfg.seed)
         args.update(kwargs)
         return cls(sources, cfg.weights, **args)
 
@@ -237,7 +241,7 @@ class PairDataset(Dataset):
                             border_value=mean_color(img_z))
         x, bx = target_crop(img_x, box_x, self.instance_sz, rng, context=self.context,
                             exemplar_sz=self.exemplar_sz, stretch=self.stretch, shift=self.shift,
-                            border_value=mean_color(img_x))
+                            scale=self.scale, border_value=mean_color(img_x))
         if self.color > 0:
             z, x = color_jitter(z, rng, self.color), color_jitter(x, rng, self.color)
         if rng.uniform() < self.gray_prob:  # after the colour jitter, so grey pairs stay grey

@@ -1,0 +1,103 @@
+"""How good is a box head's box when the previous state is perfect? (issue 18 diagnosis)
+
+For every ``--step``-th frame of each sequence, one search crop is cut around the *ground truth* of
+the frame ``--step`` earlier, at that box's size (what the tracker would crop after a perfect
+frame), and the head's box is decoded there: the raw best cell (``cls * quality``) and the tracker's
+choice (SiamFC++ penalty and window from the checkpoint's settings). Printed per sequence: the mean
+IoU of both, and the head's size change against the true one in log units, per axis. A head that
+measures size has a mean log change near the true one (about 0) and a positive correlation with it;
+a head biased towards one shape shows a large mean of opposite sign on w and h.
+
+    PYTHONPATH=. python experiments/box_head_oracle.py --weights runs/teacher_lite0_box2/teacher/final.pth
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from siamtrack.evaluation.experiments import FolderDataset
+from siamtrack.geometry import context_size, crop_squares, iou
+from siamtrack.tracking.boxhead import peak_window, pick_box
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "got10k" / "val"
+
+
+def _rgb(path: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+
+
+def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int) -> np.ndarray:
+    """``(n, 6)``: raw IoU, tracker IoU, log w change predicted / true, log h change predicted / true."""
+    cfg, geo, engine = tracker.cfg, tracker.geometry, tracker.engine
+    img0 = _rgb(files[0])
+    avg = img0.reshape(-1, 3).mean(0)
+    b0 = anno[0]
+    kernel = engine.embed_exemplar(crop_squares(img0, b0[:2] + b0[2:] / 2, [context_size(*b0[2:], cfg.context)],
+                                                cfg.exemplar_sz, avg))
+    rows = []
+    for k in range(step, len(files), step):
+        prev, gt = anno[k - step], anno[k]
+        if not (np.isfinite(prev).all() and np.isfinite(gt).all()):
+            continue
+        centre = prev[:2] + prev[2:] / 2
+        x_sz = context_size(*prev[2:], cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        out = engine.respond(kernel, crop_squares(_rgb(files[k]), centre, [x_sz], cfg.instance_sz, avg))[0]
+        scale = x_sz / cfg.instance_sz
+        row = []
+        for penalty_k, window in ((0.0, 0.0), (cfg.box_penalty_k, cfg.box_window_influence)):
+            pick = pick_box(out, tuple(prev[2:] / scale), geo.stride, geo.offset, peak_window(out.shape[-1]),
+                            penalty_k, window)
+            wh = np.array([pick.w, pick.h]) * scale
+            c = centre + np.array([pick.dx, pick.dy]) * scale
+            row.append(float(iou(np.r_[c - wh / 2, wh][None], gt[None])[0]))
+        row += [np.log(wh[0] / prev[2]), np.log(gt[2] / prev[2]), np.log(wh[1] / prev[3]), np.log(gt[3] / prev[3])]
+        rows.append(row)
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="a box-head checkpoint (path or shipped name)")
+    parser.add_argument("--root", default=str(DATA), help="GOT-10k-layout folder of sequences")
+    parser.add_argument("--step", type=int, default=5, help="frames between the previous state and the crop")
+    parser.add_argument("--limit", type=int, default=0, help="first N sequences only (0: all)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from siamtrack.tracking.tracker import SiamFCTracker
+
+    torch.set_num_threads(2)
+    tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu")
+    if tracker.head_kind != "box":
+        parser.error(f"{args.weights} has a {tracker.head_kind} head; this diagnosis needs a box head")
+    ds = FolderDataset(args.root)
+    names = ds.seq_names[:args.limit or None]
+    print("| sequence | crops | IoU raw best cell | IoU tracker choice | log w change pred / true | "
+          "log h change pred / true | aspect w/h |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    pooled = []
+    for i, name in enumerate(names):
+        files, anno = ds[i]
+        anno = np.asarray(anno, dtype=np.float64)
+        rows = sequence_rows(tracker, list(files), anno, args.step)
+        if not len(rows):
+            continue
+        pooled.append(rows)
+        m = rows.mean(0)
+        aspect = np.nanmedian(anno[:, 2] / anno[:, 3])
+        print(f"| {name} | {len(rows)} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:+.3f} / {m[3]:+.3f} | "
+              f"{m[4]:+.3f} / {m[5]:+.3f} | {aspect:.2f} |")
+    allrows = np.concatenate(pooled)
+    corr = np.corrcoef(allrows[:, 2] - allrows[:, 4], allrows[:, 3] - allrows[:, 5])[0, 1]
+    print(f"\npooled over {len(allrows)} crops: IoU raw {allrows[:, 0].mean():.3f}, tracker choice "
+          f"{allrows[:, 1].mean():.3f}; log aspect change predicted vs true: correlation {corr:+.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
