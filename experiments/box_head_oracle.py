@@ -30,14 +30,23 @@ def _rgb(path: str) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
 
 
-def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int) -> np.ndarray:
-    """``(n, 6)``: raw IoU, tracker IoU, log w change predicted / true, log h change predicted / true."""
+def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int, correct: bool = False) -> np.ndarray:
+    """``(n, 6)``: raw IoU, tracker IoU, log w change predicted / true, log h change predicted / true.
+    ``correct``: divide every predicted size by the head's own error on frame 0 (crop around the first
+    box, where the truth is known): how much of the error is a fixed per-target bias."""
     cfg, geo, engine = tracker.cfg, tracker.geometry, tracker.engine
     img0 = _rgb(files[0])
     avg = img0.reshape(-1, 3).mean(0)
     b0 = anno[0]
     kernel = engine.embed_exemplar(crop_squares(img0, b0[:2] + b0[2:] / 2, [context_size(*b0[2:], cfg.context)],
                                                 cfg.exemplar_sz, avg))
+    bias = np.ones(2)
+    if correct:
+        x0 = context_size(*b0[2:], cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        out0 = engine.respond(kernel, crop_squares(img0, b0[:2] + b0[2:] / 2, [x0], cfg.instance_sz, avg))[0]
+        first = pick_box(out0, tuple(b0[2:] * cfg.instance_sz / x0), geo.stride, geo.offset,
+                         peak_window(out0.shape[-1]), 0.0, 0.0)
+        bias = np.array([first.w, first.h]) * x0 / cfg.instance_sz / b0[2:]
     rows = []
     for k in range(step, len(files), step):
         prev, gt = anno[k - step], anno[k]
@@ -51,7 +60,7 @@ def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int) -> np.
         for penalty_k, window in ((0.0, 0.0), (cfg.box_penalty_k, cfg.box_window_influence)):
             pick = pick_box(out, tuple(prev[2:] / scale), geo.stride, geo.offset, peak_window(out.shape[-1]),
                             penalty_k, window)
-            wh = np.array([pick.w, pick.h]) * scale
+            wh = np.array([pick.w, pick.h]) * scale / bias
             c = centre + np.array([pick.dx, pick.dy]) * scale
             row.append(float(iou(np.r_[c - wh / 2, wh][None], gt[None])[0]))
         row += [np.log(wh[0] / prev[2]), np.log(gt[2] / prev[2]), np.log(wh[1] / prev[3]), np.log(gt[3] / prev[3])]
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=str(DATA), help="GOT-10k-layout folder of sequences")
     parser.add_argument("--step", type=int, default=5, help="frames between the previous state and the crop")
     parser.add_argument("--limit", type=int, default=0, help="first N sequences only (0: all)")
+    parser.add_argument("--first-frame-correction", action="store_true",
+                        help="divide predicted sizes by the head's own size error on frame 0")
     args = parser.parse_args(argv)
 
     import torch
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names):
         files, anno = ds[i]
         anno = np.asarray(anno, dtype=np.float64)
-        rows = sequence_rows(tracker, list(files), anno, args.step)
+        rows = sequence_rows(tracker, list(files), anno, args.step, args.first_frame_correction)
         if not len(rows):
             continue
         pooled.append(rows)

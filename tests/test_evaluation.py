@@ -67,7 +67,8 @@ def test_count_macs_alexnet_matches_siamfc():
 
 
 # ------------------------------------------------------------------ benchmark end to end
-def test_benchmark_got10k_val(data, tmp_path, capsys):
+def test_benchmark_got10k_val(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SIAMTRACK_MODELS", str(tmp_path))   # a shared folder without the ONNX files
     report = tmp_path / "report"
     argv = ["benchmark", "--dataset", "got10k", "--root", str(data["got10k"]), "--subset", "val",
             "--trackers", str(data["ckpt"]), "--baselines", "mil,nano", "--report-dir", str(report),
@@ -83,7 +84,7 @@ def test_benchmark_got10k_val(data, tmp_path, capsys):
         for m in per.values():
             _check_metrics(m, precision=False)
     assert out["trackers"]["MIL"]["ao"] > 0.3  # the adapter really tracks (gentle motion)
-    # nano without its ONNX files: skipped with the reason, not a crash
+    # nano without its ONNX files (none given, none in the shared folder): skipped with the reason
     assert "NanoTrack" in out["skipped"] and "--nano-backbone" in out["skipped"]["NanoTrack"]
     assert (report / "success_plot.png").stat().st_size > 0
     assert (report / "report.md").read_text().count("SiamFC-tiny") >= 2
@@ -305,6 +306,18 @@ def shared_baselines(shared_models, monkeypatch) -> Path:
         if reason is not None:
             pytest.skip(f"baseline {key} unavailable: {reason}")
     return shared_models
+
+
+def test_benchmark_takes_nanotrack_and_vittrack_from_the_shared_folder(data, shared_baselines, tmp_path):
+    """No ONNX options: NanoTrack and vitTrack still run, from ``$SIAMTRACK_MODELS`` as in ``speed``."""
+    out = tmp_path / "out.json"
+    assert _cli(["benchmark", "--dataset", "got10k", "--root", str(data["got10k"]), "--subset", "val",
+                 "--sequences", "Boy", "--baselines", "nano,vit", "--report-dir", str(tmp_path / "r"),
+                 "--json", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["trackers"]) == {"NanoTrack", "vitTrack"} and not result.get("skipped")
+    for m in result["trackers"].values():
+        _check_metrics(m, precision=False)
 
 
 def test_speed_with_opencv_baselines(shared_baselines, tmp_path, capsys):

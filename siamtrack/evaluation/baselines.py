@@ -7,7 +7,7 @@ every frame. Which baselines exist depends on the OpenCV build (KCF and CSRT liv
 opencv-contrib) and on model files the user passes (NanoTrack, vitTrack); :func:`baseline_status`
 says why one is unavailable so the benchmark can report it as skipped instead of crashing.
 :func:`with_shared_files` fills in the ONNX files of the shared model folder (``../shared/models``)
-for a baseline the user gave no files for (``siamtrack speed`` does).
+for a baseline the user gave no files for (``siamtrack speed`` and ``benchmark`` do).
 """
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from ..tracking.threads import add_threads_option
 
 BENCHMARK_EXAMPLES = """examples:
   siamtrack benchmark --dataset got10k --root ../shared/data/got10k --subset val \\
-      --trackers teacher,student --baselines mil,nano,vit \\
-      --nano-backbone ../shared/models/nanotrackv2_backbone_sim.onnx \\
-      --nano-head ../shared/models/nanotrackv2_head_sim.onnx --vit-model ../shared/models/vitTracker.onnx
+      --trackers teacher,student --baselines mil,nano,vit     # NanoTrack / vitTrack from ../shared/models
+  siamtrack benchmark --dataset otb --root OTB100 --trackers student --baselines nano \\
+      --nano-backbone my/nanotrack_backbone.onnx --nano-head my/nanotrack_head.onnx
   siamtrack benchmark --dataset got10k --root GOT10K --subset test --trackers student   # submission zip
   siamtrack benchmark --dataset got10k --root ../shared/data/got10k --subset val \
       --trackers student,student@onnx,student@int8
@@ -96,7 +96,7 @@ def add_benchmark_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="re-run trackers whose results exist (default: reuse them, and say so)")
     p.add_argument("--device", default=None, metavar="DEV", help="torch device for learned trackers (default: cuda if available)")
-    add_baseline_options(p)
+    add_baseline_options(p, shared_default=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out (and name) sequences that are missing or whose ground-truth rows "
@@ -135,12 +135,13 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    from .baselines import with_shared_files
     from .benchmark import BenchmarkOptions, run
 
     opts = BenchmarkOptions(
         dataset=args.dataset, root=args.root, subset=args.subset, version=args.version,
         sequences=args.sequences, trackers=args.trackers, baselines=args.baselines,
-        files=baseline_files(args),
+        files=with_shared_files(baseline_files(args)),  # as `speed`: the shared ONNX files by default
         workers=args.workers, report_dir=args.report_dir, json_path=args.json_path,
         overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
         skip_bad=args.skip_bad, threads=args.threads)
