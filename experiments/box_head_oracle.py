@@ -8,7 +8,12 @@ IoU of both, and the head's size change against the true one in log units, per a
 measures size has a mean log change near the true one (about 0) and a positive correlation with it;
 a head biased towards one shape shows a large mean of opposite sign on w and h.
 
+``--first-frame-correction`` divides every size by the head's own error on frame 0 (is the error a
+fixed bias per target?); ``--training-pairs N`` also decodes N training pairs at the target cell
+(does the head read the aspect on the data it was trained on?).
+
     PYTHONPATH=. python experiments/box_head_oracle.py --weights runs/teacher_lite0_box2/teacher/final.pth
+    PYTHONPATH=. python experiments/box_head_oracle.py --weights W --training-pairs 96
 """
 from __future__ import annotations
 
@@ -68,6 +73,35 @@ def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int, correc
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
+def training_pairs_check(tracker, config: str, pairs: int) -> str:
+    """The head's size at the target-centre cell of ``pairs`` training pairs drawn by ``config``'s
+    sampler (seed 123): does it read the aspect on the data it was trained on?"""
+    import torch
+
+    from siamtrack.config import load_experiment
+    from siamtrack.data.pairs import PairDataset
+    from siamtrack.geometry import cell_offsets
+
+    cfg = load_experiment(config)
+    ds = PairDataset.from_config(cfg.data, cfg.tracker, seed=123)
+    items = [ds[i] for i in range(pairs)]
+    z, x, t = (torch.stack([it[k] for it in items]) for k in range(3))
+    with torch.inference_mode():
+        out = tracker.net(z, x).numpy()
+    grid = cell_offsets(out.shape[-1], tracker.geometry.stride, tracker.geometry.offset)
+    rows = []
+    for k, (dx, dy, w, h) in enumerate(t.numpy()):
+        i, j = np.abs(grid - dy).argmin(), np.abs(grid - dx).argmin()
+        left, top, right, bottom = out[k, 2:, i, j]
+        rows.append((np.log((left + right) / w), np.log((top + bottom) / h), np.log(w / h)))
+    lw, lh, aspect = np.array(rows).T
+    thin = aspect < np.log(0.6)
+    corr = np.corrcoef(aspect + lw - lh, aspect)[0, 1]
+    return (f"{pairs} training pairs of {config}: correlation of predicted and true log aspect {corr:+.2f}; "
+            f"log size error w {lw.mean():+.3f}, h {lh.mean():+.3f}; on {thin.sum()} thin targets "
+            f"(aspect < 0.6) w {lw[thin].mean():+.3f}, h {lh[thin].mean():+.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="a box-head checkpoint (path or shipped name)")
@@ -76,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N sequences only (0: all)")
     parser.add_argument("--first-frame-correction", action="store_true",
                         help="divide predicted sizes by the head's own size error on frame 0")
+    parser.add_argument("--training-pairs", type=int, default=0, metavar="N",
+                        help="also decode N training pairs of --pairs-config at the target cell")
+    parser.add_argument("--pairs-config", default="experiments/teacher_lite0_box2.yaml")
     args = parser.parse_args(argv)
 
     import torch
@@ -107,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     corr = np.corrcoef(allrows[:, 2] - allrows[:, 4], allrows[:, 3] - allrows[:, 5])[0, 1]
     print(f"\npooled over {len(allrows)} crops: IoU raw {allrows[:, 0].mean():.3f}, tracker choice "
           f"{allrows[:, 1].mean():.3f}; log aspect change predicted vs true: correlation {corr:+.2f}")
+    if args.training_pairs:
+        print(training_pairs_check(tracker, args.pairs_config, args.training_pairs))
     return 0
 
 

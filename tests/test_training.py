@@ -90,8 +90,8 @@ def test_warm_start_trains_on_from_given_weights_under_a_fresh_schedule(tmp_path
 
 
 def test_warm_start_parts_moves_the_backbone_under_a_new_head(tmp_path, uninterrupted_final):
-    """A box head trained on the backbone of an xcorr run: the backbone comes from the parent (an
-    lr of ~0 keeps it there), the head is new, and the meta says which parts were taken."""
+    """A box head trained on the backbone of an xcorr run: the backbone's weights come from the
+    parent (an lr of ~0 keeps them there), the head is new, and the meta says which parts were taken."""
     proc = _train(tmp_path, f"warm_start={uninterrupted_final}", "warm_start_parts=[backbone]",
                   "model.options={head: box}", "train.epochs=1", "train.lr=1e-12")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -101,7 +101,8 @@ def test_warm_start_parts_moves_the_backbone_under_a_new_head(tmp_path, uninterr
     parent, child = _weights(uninterrupted_final), ckpt["state_dict"]
     backbone = [k for k in parent if k.startswith("backbone.")]
     assert backbone and all(k in child for k in backbone)
-    for k in backbone:
+    # learned tensors only: BN running statistics move with every training batch, whatever the lr
+    for k in (k for k in backbone if "running_" not in k and "num_batches" not in k):
         torch.testing.assert_close(child[k].float(), parent[k].float(), rtol=0, atol=1e-6, msg=k)
     assert any(k.startswith("head.box_out") for k in child)
 
