@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         ships = [s.split("=", 1) for s in args.ship]
         if any(len(s) != 2 for s in ships):
             raise ValueError("--ship takes STAGE=PATH")
+        if cfg.warm_start_parts and not cfg.warm_start:
+            raise ValueError(f"warm_start_parts={cfg.warm_start_parts} needs warm_start=PATH "
+                             f"(the weights to copy them from)")
         if args.max_steps is not None and args.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}")
         if cfg.model.pretrained == "imagenet" and "teacher" in stages and not cfg.teacher_weights:

@@ -194,6 +194,8 @@ def _bad_train_args(tmp: Path) -> dict[str, tuple[list[str], str]]:
                                     f"weights file not found: {tmp / 'no.pth'}"),
         "missing warm_start": (["--config", TINY, f"out_dir={tmp}", f"warm_start={tmp / 'gone.pth'}"],
                                f"weights file not found: {tmp / 'gone.pth'}"),
+        "warm_start_parts without warm_start": (["--config", TINY, f"out_dir={tmp}", "warm_start_parts=[backbone]"],
+                                                "warm_start_parts=['backbone'] needs warm_start=PATH"),
         "corrupt last.pth on --resume": (["--config", TINY, f"out_dir={tmp}", "--resume", "--no-progress"],
                                          f"{tmp / 'tiny' / 'teacher' / 'last.pth'}: corrupt or truncated"),
     }
