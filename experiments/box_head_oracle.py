@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from siamtrack.data.transforms import load_image, mean_color
 from siamtrack.evaluation.experiments import FolderDataset
 from siamtrack.geometry import context_size, crop_squares, iou
 from siamtrack.tracking.boxhead import peak_window, pick_box
@@ -31,43 +31,43 @@ from siamtrack.tracking.boxhead import peak_window, pick_box
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "got10k" / "val"
 
 
-def _rgb(path: str) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+def head_box(tracker, kernel, img: np.ndarray, prev: np.ndarray, avg: np.ndarray, penalty_k: float,
+             window: float) -> np.ndarray:
+    """The head's box ``[x, y, w, h]`` in frame pixels from one search crop around ``prev`` at its size
+    (the crop the tracker cuts after a frame that ended on ``prev``), without the size damping."""
+    cfg, geo = tracker.cfg, tracker.geometry
+    centre = prev[:2] + prev[2:] / 2
+    x_sz = context_size(*prev[2:], cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+    out = tracker.engine.respond(kernel, crop_squares(img, centre, [x_sz], cfg.instance_sz, avg))[0]
+    scale = x_sz / cfg.instance_sz                                   # frame pixels per crop pixel
+    pick = pick_box(out, tuple(prev[2:] / scale), geo.stride, geo.offset, peak_window(out.shape[-1]),
+                    penalty_k, window)
+    wh = np.array([pick.w, pick.h]) * scale
+    return np.r_[centre + np.array([pick.dx, pick.dy]) * scale - wh / 2, wh]
 
 
 def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int, correct: bool = False) -> np.ndarray:
     """``(n, 6)``: raw IoU, tracker IoU, log w change predicted / true, log h change predicted / true.
     ``correct``: divide every predicted size by the head's own error on frame 0 (crop around the first
     box, where the truth is known): how much of the error is a fixed per-target bias."""
-    cfg, geo, engine = tracker.cfg, tracker.geometry, tracker.engine
-    img0 = _rgb(files[0])
-    avg = img0.reshape(-1, 3).mean(0)
+    cfg = tracker.cfg
+    img0 = load_image(files[0])
+    avg = np.array(mean_color(img0))
     b0 = anno[0]
-    kernel = engine.embed_exemplar(crop_squares(img0, b0[:2] + b0[2:] / 2, [context_size(*b0[2:], cfg.context)],
-                                                cfg.exemplar_sz, avg))
-    bias = np.ones(2)
-    if correct:
-        x0 = context_size(*b0[2:], cfg.context) * cfg.instance_sz / cfg.exemplar_sz
-        out0 = engine.respond(kernel, crop_squares(img0, b0[:2] + b0[2:] / 2, [x0], cfg.instance_sz, avg))[0]
-        first = pick_box(out0, tuple(b0[2:] * cfg.instance_sz / x0), geo.stride, geo.offset,
-                         peak_window(out0.shape[-1]), 0.0, 0.0)
-        bias = np.array([first.w, first.h]) * x0 / cfg.instance_sz / b0[2:]
+    kernel = tracker.engine.embed_exemplar(crop_squares(img0, b0[:2] + b0[2:] / 2,
+                                                        [context_size(*b0[2:], cfg.context)], cfg.exemplar_sz, avg))
+    bias = head_box(tracker, kernel, img0, b0, avg, 0.0, 0.0)[2:] / b0[2:] if correct else np.ones(2)
     rows = []
     for k in range(step, len(files), step):
         prev, gt = anno[k - step], anno[k]
         if not (np.isfinite(prev).all() and np.isfinite(gt).all()):
             continue
-        centre = prev[:2] + prev[2:] / 2
-        x_sz = context_size(*prev[2:], cfg.context) * cfg.instance_sz / cfg.exemplar_sz
-        out = engine.respond(kernel, crop_squares(_rgb(files[k]), centre, [x_sz], cfg.instance_sz, avg))[0]
-        scale = x_sz / cfg.instance_sz
+        img = load_image(files[k])
         row = []
         for penalty_k, window in ((0.0, 0.0), (cfg.box_penalty_k, cfg.box_window_influence)):
-            pick = pick_box(out, tuple(prev[2:] / scale), geo.stride, geo.offset, peak_window(out.shape[-1]),
-                            penalty_k, window)
-            wh = np.array([pick.w, pick.h]) * scale / bias
-            c = centre + np.array([pick.dx, pick.dy]) * scale
-            row.append(float(iou(np.r_[c - wh / 2, wh][None], gt[None])[0]))
+            box = head_box(tracker, kernel, img, prev, avg, penalty_k, window)
+            centre, wh = box[:2] + box[2:] / 2, box[2:] / bias
+            row.append(float(iou(np.r_[centre - wh / 2, wh][None], gt[None])[0]))
         row += [np.log(wh[0] / prev[2]), np.log(gt[2] / prev[2]), np.log(wh[1] / prev[3]), np.log(gt[3] / prev[3])]
         rows.append(row)
     return np.array(rows, dtype=np.float64).reshape(-1, 6)

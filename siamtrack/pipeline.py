@@ -27,7 +27,7 @@ import torch
 from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
 from .config import (DataConfig, ExperimentConfig, ModelConfig, TrackerConfig, TrainConfig, load_experiment,
                      to_dict)
-from .models import SiamNet, build_model, count_parameters, named_spec
+from .models import SiamNet, build_configured, count_parameters
 from .training.stages import Stage
 from .training.trainer import DistEnv, Trainer, setup_distributed
 
@@ -87,7 +87,7 @@ def build_initialised(model: ModelConfig) -> tuple[SiamNet, dict[str, Any]]:
     """The network ``model`` names, randomly initialised or (``pretrained: imagenet``) with the
     ImageNet weights of its backbone's package; returns ``(net, {"init": provenance})`` for the
     checkpoint's meta (package, version and sha256 of the weights file, or ``"random"``)."""
-    net = build_model(named_spec(model.name, model.width, model.out_scale, **model.options))
+    net = build_configured(model)
     if model.pretrained != "imagenet":
         return net, {"init": "random"}
     load = getattr(net.backbone, "load_imagenet", None)
@@ -230,9 +230,7 @@ class Pipeline:
                                      "wall_s": parent.get("wall_s"),
                                      "metrics": parent.get("metrics", {})}}
             if cfg.warm_start_parts:
-                net = warm_start_parts(build_model(named_spec(cfg.model.name, cfg.model.width,
-                                                              cfg.model.out_scale, **cfg.model.options)),
-                                       net, cfg.warm_start_parts)
+                net = warm_start_parts(build_configured(cfg.model), net, cfg.warm_start_parts)
             return self.train_stage("teacher", net, net, extra_meta=origin)
         net, origin = build_initialised(cfg.model)
         return self.train_stage("teacher", net, net, extra_meta=origin)

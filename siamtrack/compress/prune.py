@@ -30,7 +30,7 @@ from torch import nn
 
 from ..models import ConvBlock, ConvStack, SiamNet, build_model, model_spec
 from ..models.profile import count_macs
-from .prune_head import copy_head, head_importance, head_spec_width, head_units, taylor_modules
+from .prune_head import copy_bn, copy_head, head_importance, head_spec_width, head_units, taylor_modules
 
 Criterion = str  # "bn" | "l1" | "taylor"
 #: Taylor scores: backbone conv block index, or a head unit's key (``"cls_tower.0"``) -> per channel
@@ -59,11 +59,11 @@ def prune_units(backbone: ConvStack) -> list[PruneUnit]:
     while i < len(blocks):
         members = [i]
         j = i + 1
-        while j < len(blocks) and _is_depthwise(blocks[j]):
+        while j < len(blocks) and blocks[j].depthwise:
             members.append(j)
             j += 1
         consumer = j if j < len(blocks) else None
-        groups = [blocks[m].groups for m in members if not _is_depthwise(blocks[m])]
+        groups = [blocks[m].groups for m in members if not blocks[m].depthwise]
         if consumer is not None:
             groups.append(blocks[consumer].groups)
         parts = 1
@@ -72,10 +72,6 @@ def prune_units(backbone: ConvStack) -> list[PruneUnit]:
         units.append(PruneUnit(members, consumer, parts, blocks[i].out_channels))
         i = j
     return units
-
-
-def _is_depthwise(block: ConvBlock) -> bool:
-    return block.depthwise
 
 
 # ---- importance -------------------------------------------------------------------------------
@@ -196,7 +192,7 @@ def prune_to_widths(net: SiamNet, keep: Sequence[torch.Tensor],
 
 def _copy_block(old: ConvBlock, new: ConvBlock, in_idx: torch.Tensor, out_idx: torch.Tensor) -> None:
     w = old.conv.weight.detach()
-    if _is_depthwise(old):
+    if old.depthwise:
         new.conv.weight.data.copy_(w[out_idx])
     else:
         in_per_group_old = old.in_channels // old.groups
@@ -210,9 +206,7 @@ def _copy_block(old: ConvBlock, new: ConvBlock, in_idx: torch.Tensor, out_idx: t
         new.conv.weight.data.copy_(torch.stack(rows))
     new.conv.bias.data.copy_(old.conv.bias.detach()[out_idx])
     if old.bn is not None and new.bn is not None:
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(new.bn, name).data.copy_(getattr(old.bn, name).detach()[out_idx])
-        new.bn.num_batches_tracked.copy_(old.bn.num_batches_tracked)
+        copy_bn(old.bn, new.bn, out_idx)
 
 
 def _backbone(net: SiamNet) -> ConvStack:

@@ -27,13 +27,9 @@ TOWERS = {"cls_tower": "cls_out", "box_tower": "box_out"}  # tower -> the output
 _DW, _DW_BN, _PW, _PW_BN, _PW_ACT = 0, 1, 3, 4, 5
 
 
-def is_box_head(head: nn.Module) -> bool:
-    return head_kind(head) == "box"
-
-
 def head_units(head: nn.Module) -> list[str]:
     """Keys of the head's prunable units (a tower block's pointwise outputs); none for xcorr."""
-    if not is_box_head(head):
+    if head_kind(head) != "box":
         return []
     return [f"{tower}.{k}" for tower in TOWERS for k in range(int(head.tower))]
 
@@ -79,7 +75,9 @@ def head_spec_width(head_spec: dict, channels: int, width: int) -> dict:
     return out
 
 
-def _copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, idx: torch.Tensor) -> None:
+def copy_bn(old: nn.BatchNorm2d, new: nn.BatchNorm2d, idx: torch.Tensor) -> None:
+    """The kept channels ``idx`` of ``old``'s affine parameters and running statistics into ``new``
+    (the backbone's conv blocks use it too)."""
     for name in ("weight", "bias", "running_mean", "running_var"):
         getattr(new, name).data.copy_(getattr(old, name).detach()[idx])
     new.num_batches_tracked.copy_(old.num_batches_tracked)
@@ -90,7 +88,7 @@ def copy_head(old: nn.Module, new: nn.Module, embedding_keep: torch.Tensor,
     """Copy ``old``'s weights into the narrower ``new`` head: the embedding channels
     ``embedding_keep`` at each tower's input, and per head unit (order of :func:`head_units`) the kept
     channels ``keep`` (``None``: all of them)."""
-    if not is_box_head(old):
+    if head_kind(old) != "box":
         new.load_state_dict(old.state_dict())
         return
     units = head_units(old)
@@ -104,9 +102,9 @@ def copy_head(old: nn.Module, new: nn.Module, embedding_keep: torch.Tensor,
             o, n = _block(old, key), _block(new, key)
             idx_out = kept.get(key, torch.arange(old.width))
             n[_DW].weight.data.copy_(o[_DW].weight.detach()[idx_in])
-            _copy_bn(o[_DW_BN], n[_DW_BN], idx_in)
+            copy_bn(o[_DW_BN], n[_DW_BN], idx_in)
             n[_PW].weight.data.copy_(o[_PW].weight.detach()[idx_out][:, idx_in])
-            _copy_bn(o[_PW_BN], n[_PW_BN], idx_out)
+            copy_bn(o[_PW_BN], n[_PW_BN], idx_out)
             idx_in = idx_out
         o_out, n_out = getattr(old, out_name), getattr(new, out_name)
         n_out.weight.data.copy_(o_out.weight.detach()[:, idx_in])

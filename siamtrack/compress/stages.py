@@ -21,7 +21,7 @@ from dataclasses import replace
 import torch
 
 from ..checkpoint import load_model, save_checkpoint
-from ..models import SiamNet, build_model, geometry, model_spec, named_spec
+from ..models import SiamNet, build_configured, build_model, geometry, model_spec
 from ..training.stages import Stage, StageContext
 from .distill import DistillModel, distill_loss, ground_truth_loss
 from .prune import per_frame_macs, prune_step, taylor_importance
@@ -39,10 +39,15 @@ def _net(p: StageContext, stage: str) -> SiamNet:
     return load_model(final)[0]
 
 
+def _geometry(p: StageContext, net: SiamNet):
+    """``net``'s stride and offset at the run's crop sizes: the student's labels must agree with it."""
+    crops = p.cfg.tracker
+    return geometry(net, crops.exemplar_sz, crops.instance_sz)
+
+
 def _loss(p: StageContext, net: SiamNet):
     """The distillation loss; labels use ``net``'s stride and offset (the student's, read from the network)."""
-    t, crops = p.cfg.train, p.cfg.tracker
-    geo = geometry(net, crops.exemplar_sz, crops.instance_sz)
+    t, geo = p.cfg.train, _geometry(p, net)
     return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geo.stride, geo.offset)
 
 
@@ -70,8 +75,7 @@ def distill(p: StageContext) -> SiamNet:
         return done
     cc = p.cfg.compress
     torch.manual_seed(p.cfg.train.seed)
-    student = build_model(named_spec(cc.student.name, cc.student.width, cc.student.out_scale,
-                                     **cc.student.options))
+    student = build_configured(cc.student)
     model = _distill_model(p, student, _net(p, "teacher"))
     return p.train_stage("distill", model, student, _loss(p, student))
 
@@ -81,8 +85,7 @@ def _taylor_scores(p: StageContext, net: SiamNet, batches: int = 4):
         return None
     loader = torch.utils.data.DataLoader(_few_pairs(p, batches * p.cfg.train.batch_size),
                                          batch_size=p.cfg.train.batch_size)
-    t, crops = p.cfg.train, p.cfg.tracker
-    geo = geometry(net, crops.exemplar_sz, crops.instance_sz)
+    t, geo = p.cfg.train, _geometry(p, net)
     return taylor_importance(net.train(), loader, lambda out, targets: ground_truth_loss(
         out, targets, t.r_pos, t.r_neg, geo.stride, geo.offset)[0])
 

@@ -14,7 +14,7 @@ from torch import nn
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .efficientnet import EfficientLiteBackbone
 from .heads import HEAD_TYPES, build_head, head_kind
-from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE
+from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE, ModelConfig
 
 ArchSpec = dict[str, Any]
 SPEC_VERSION = 1
@@ -193,6 +193,12 @@ def build_model(spec: ArchSpec) -> SiamNet:
     if hasattr(head, "reset_output_layers"):
         head.reset_output_layers()
     return net
+
+
+def build_configured(model: ModelConfig) -> SiamNet:
+    """The freshly initialised network a :class:`~siamtrack.config.ModelConfig` names (registered
+    architecture, width, head scale and the builder's options); ImageNet weights are the pipeline's."""
+    return build_model(named_spec(model.name, model.width, model.out_scale, **model.options))
 
 
 def model_spec(net: SiamNet) -> ArchSpec:

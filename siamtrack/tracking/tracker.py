@@ -282,8 +282,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.clip(self.target_sz, 1.0, [float(width), float(height)])
         self.center = np.clip(self.center, 0.0, [float(width), float(height)])
 
-    def _locate(self, maps: np.ndarray) -> tuple[int, int, int, float]:
-        """SiamFC's response post-processing on ``(S, r, r)`` logits.
+    def _locate(self, maps: np.ndarray, penalties: np.ndarray | None = None) -> tuple[int, int, int, float]:
+        """SiamFC's response post-processing on ``(S, r, r)`` logits (``penalties``: the per-scale peak
+        penalties of :meth:`_scale_table`, which ``update`` has already looked up).
 
         Scale penalty and best scale by peak, bicubic upsampling by ``response_up``, min-shift and
         normalise, cosine window, peak. Returns ``(best scale, flat peak index, side, confidence)``.
@@ -293,7 +294,9 @@ class SiamFCTracker(Tracker):
         """
         cfg = self.cfg
         peaks = maps.max(axis=(1, 2))
-        best = int(np.nan_to_num(peaks * self._scale_table()[1], nan=-np.inf).argmax())
+        if penalties is None:
+            penalties = self._scale_table()[1]
+        best = int(np.nan_to_num(peaks * penalties, nan=-np.inf).argmax())
         side = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
         # (1 - wi) * (r - min) / sum(r - min) + wi * window, in place: a temporary of this 272x272
@@ -371,12 +374,12 @@ class SiamFCTracker(Tracker):
         if self.head_kind == "box":
             self.center, self.target_sz, score = self._update_box(img, x_sz)
             return self._finish(img, score)
-        factors = self.scale_factors
+        factors, penalties = self._scale_table()
         crops = crop_squares(img, self.center, x_sz * factors, cfg.instance_sz, self.avg_color)
         # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster with
         # OpenCV than as torch ops
         maps = self.engine.respond(self._kernel, crops)
-        best, loc, side, score = self._locate(maps)
+        best, loc, side, score = self._locate(maps, penalties)
         row, col = divmod(loc, side)
         factor = float(factors[best])
         stride, offset = self.geometry.stride, self.geometry.offset
