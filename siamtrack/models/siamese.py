@@ -6,6 +6,7 @@ network (channel widths after pruning included), so a checkpoint never depends o
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -116,32 +117,34 @@ def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE, head: str = "
                       head)
 
 
-def efficientnet_lite0_spec(width: float = 1.0, out_scale: float = OUT_SCALE, stages: int = 3,
-                            adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
-                            freeze_bn: bool = True, head: str = "xcorr", tower: int = 2) -> ArchSpec:
-    """EfficientNet-Lite0 up to ``stages`` (3: 40 channels at stride 8; 4-5 dilated) + a 1x1 adjust to
-    ``adjust`` channels; the head correlates the centred ``exemplar_crop`` x ``exemplar_crop`` window
-    of the 16x16 exemplar map with the 32x32 search map (a 25x25 response). ``frozen_stages`` leading
-    stages (0 = stem) get no gradient. Initialise with ImageNet weights through
-    :func:`siamtrack.models.efficientnet.load_imagenet` (``model.pretrained: imagenet``).
-    ``head="box"`` swaps the xcorr head for the SiamFC++-style box head (:class:`~.heads.BoxHead`)."""
+def efficientnet_lite_spec(variant: str = "lite0", width: float = 1.0, out_scale: float = OUT_SCALE,
+                           stages: int = 3, adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
+                           freeze_bn: bool = True, head: str = "xcorr", tower: int = 2) -> ArchSpec:
+    """EfficientNet-Lite ``variant`` (lite0/1/2) up to ``stages`` (3: 40 channels at stride 8 for
+    Lite0/1, 48 for Lite2; 4-5 dilated) + a 1x1 adjust to ``adjust`` channels; the head correlates the
+    centred ``exemplar_crop`` x ``exemplar_crop`` window of the 16x16 exemplar map with the 32x32
+    search map (a 25x25 response). ``frozen_stages`` leading stages (0 = stem) get no gradient.
+    Initialise with ImageNet weights through :func:`siamtrack.models.efficientnet.load_imagenet`
+    (``model.pretrained: imagenet``). ``head="box"`` swaps the xcorr head for the SiamFC++-style box
+    head (:class:`~.heads.BoxHead`)."""
     if width != 1.0:
-        raise ValueError("efficientnet_lite0 has no width multiplier (the ImageNet weights fix it)")
-    backbone = {"type": "efficientnet_lite", "variant": "lite0", "stages": stages, "adjust": adjust,
+        raise ValueError(f"efficientnet_{variant} has no width multiplier (the ImageNet weights fix it)")
+    backbone = {"type": "efficientnet_lite", "variant": variant, "stages": stages, "adjust": adjust,
                 "frozen_stages": frozen_stages}
     if not freeze_bn:
         backbone["freeze_bn"] = False
-    return _with_head({"version": SPEC_VERSION, "name": f"efficientnet_lite0_s{stages}", "in_channels": 3,
+    return _with_head({"version": SPEC_VERSION, "name": f"efficientnet_{variant}_s{stages}", "in_channels": 3,
                        "backbone": backbone, "head": head_spec(head, out_scale, exemplar_crop, tower)}, head)
 
 
-ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {"alexnet": alexnet_spec, "student": student_spec,
-                                                     "efficientnet_lite0": efficientnet_lite0_spec}
+ARCHITECTURES: dict[str, Callable[..., ArchSpec]] = {
+    "alexnet": alexnet_spec, "student": student_spec,
+    **{f"efficientnet_lite{i}": functools.partial(efficientnet_lite_spec, f"lite{i}") for i in range(3)}}
 
 
 def named_spec(name: str, width: float = 1.0, out_scale: float = OUT_SCALE, **options: Any) -> ArchSpec:
     """Spec of a registered architecture (``alexnet`` = the classic teacher, ``student``,
-    ``efficientnet_lite0``); ``options`` are the builder's own keywords (e.g. ``stages=4``)."""
+    ``efficientnet_lite0``/``1``/``2``); ``options`` are the builder's own keywords (e.g. ``stages=4``)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
     try:
