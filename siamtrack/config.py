@@ -95,7 +95,13 @@ class DataConfig:
     stretch: float = 0.05             # random aspect/scale stretch of the crops
     shift: int = 8                    # random crop shift (pixels in the crop)
     scale: float = 0.0                # log-scale jitter of video search crops (box head: ~0.3)
+    negative: float = 0.0             # share of pairs whose exemplar is another sequence's target
+                                      # (DaSiamRPN's negative pairs: the whole response map is background)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.negative <= 1.0:
+            raise ValueError(f"data.negative is a probability in [0, 1], got {self.negative}")
 
 
 @dataclass

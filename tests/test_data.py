@@ -367,6 +367,34 @@ def test_search_scale_jitter_resizes_the_target_in_the_search_crop_only():
     assert PairDataset.from_config(DataConfig(synthetic=2, scale=0.25), synthetic_frames=8).scale == 0.25
 
 
+def test_negative_pairs_swap_only_the_exemplar_and_mark_the_target_absent():
+    """``negative`` draws its numbers after the pair: the search crop is the one drawn without it,
+    the exemplar is another sequence's target, and the item's target is ``[0, 0, 0, 0]``."""
+    seqs = [SyntheticSource(4, seed=5, num_frames=16)]
+    plain = quiet_dataset(seqs, stretch=0.0, shift=16)
+    mixed = quiet_dataset(seqs, stretch=0.0, shift=16, negative=0.5)
+    flags = []
+    for i in range(24):
+        za, xa, a = plain.sample(i)
+        zb, xb, b = mixed.sample(i)
+        assert np.array_equal(xa, xb) and (a.sequence, a.frame_x) == (b.sequence, b.frame_x)
+        flags.append(b.negative)
+        if b.negative:
+            assert b.negative_from != b.sequence and not np.array_equal(za, zb)
+            assert torch.equal(mixed[i][2], torch.zeros(4))
+        else:
+            assert np.array_equal(za, zb) and float(mixed[i][2][2]) > 0
+    assert 4 <= sum(flags) <= 20  # about half, deterministically
+    assert all(quiet_dataset(seqs, negative=1.0).sample(i)[2].negative for i in range(8))
+    with pytest.raises(ValueError, match="probability"):
+        quiet_dataset(seqs, negative=1.5)
+    with pytest.raises(ValueError, match="probability"):
+        DataConfig(negative=-0.1)
+    with pytest.raises(ValueError, match="two sequences"):
+        quiet_dataset([SyntheticSource(1, seed=5, num_frames=16)], negative=0.2)
+    assert PairDataset.from_config(DataConfig(synthetic=2, negative=0.2), synthetic_frames=8).negative == 0.2
+
+
 def test_pairs_are_deterministic_per_seed_epoch_index(synth_dataset):
     z1, x1, _ = synth_dataset[5]
     z2, x2, _ = synth_dataset[5]

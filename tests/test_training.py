@@ -16,7 +16,8 @@ import torch
 
 from siamtrack import pipeline
 from siamtrack.checkpoint import read_checkpoint, sha256_file
-from siamtrack.training.losses import balanced_logistic_loss, logistic_labels
+from siamtrack.training.losses import (balanced_logistic_loss, box_targets, logistic_labels,
+                                       shifted_logistic_labels)
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "experiments" / "train.py"), "--config",
@@ -30,6 +31,26 @@ def test_labels_positive_disc_and_balanced_weights():
     assert labels[8, 8] == 1 and labels[8, 10] == 1 and labels[8, 11] == 0 and labels[9, 10] == 0
     assert torch.isclose(weights[labels == 1].sum(), torch.tensor(0.5))
     assert torch.isclose(weights[labels == 0].sum(), torch.tensor(0.5))
+
+
+def test_absent_target_is_all_background_in_both_heads_labels():
+    """A negative pair's ``[0, 0, 0, 0]`` target: no positive cell, every cell a weighted negative;
+    a present target in the same batch keeps its disc; a centre-only ``(B, 2)`` batch is unchanged."""
+    targets = torch.tensor([[8.0, 0.0, 30.0, 40.0], [0.0, 0.0, 0.0, 0.0]])
+    labels, weights = shifted_logistic_labels(17, targets)
+    assert labels[0].sum() == 13 and labels[1].sum() == 0
+    assert torch.isclose(weights[1].sum(), torch.tensor(0.5)) and bool((weights[1] > 0).all())
+    assert torch.equal(shifted_logistic_labels(17, targets[:, :2])[0][0], labels[0])
+    assert shifted_logistic_labels(17, targets[:, :2])[0][1].sum() == 13  # no size: present
+    pos, _, _ = box_targets(17, targets, stride=8)
+    assert pos[0].any() and not pos[1].any()
+    # the loss of an absent target falls as the response falls everywhere, wherever the peak is
+    flat = torch.zeros(1, 1, 17, 17)
+    peaked = flat.clone()
+    peaked[0, 0, 8, 8] = 5.0
+    absent = targets[1:]
+    assert balanced_logistic_loss(flat - 3, offsets=absent) < balanced_logistic_loss(flat, offsets=absent)
+    assert balanced_logistic_loss(peaked, offsets=absent) > balanced_logistic_loss(flat, offsets=absent)
 
 
 def test_loss_prefers_centred_peaks():

@@ -23,6 +23,14 @@ stride 8) of the target. A padded backbone needs a wide shift (SiamRPN++: +-64 p
 that the answer is always in the middle. The label itself is built by the loss in
 ``siamtrack.training``, not here.
 
+**Negative pairs** (``negative``, DaSiamRPN, Zhu et al. 2018): with that probability the exemplar
+is replaced by the target of another sequence (or photo), cut the same way, while the search crop
+stays as drawn. Its target is then absent: ``__getitem__`` gives it size 0 (``[0, 0, 0, 0]``), and
+the losses make the whole response map background. SiamFC's own pairs only teach the target against
+the background around it; these teach "this is not the object you were shown", which is what a
+tracker needs when another person or car walks past (measured on val: the teacher jumps to a
+dark object beside the walker on OTB_Human3 at frame 10).
+
 Determinism: ``__getitem__(index)`` is a pure function of ``(seed, epoch, index)`` through
 ``np.random.default_rng([seed, epoch, index])``, so results do not depend on the number of
 DataLoader workers or on which worker runs an index; call :meth:`PairDataset.set_epoch` before each
@@ -61,6 +69,11 @@ class PairInfo:
     box_z: np.ndarray       # target [x, y, w, h] in exemplar-crop pixels
     box_x: np.ndarray       # target [x, y, w, h] in search-crop pixels
     attempts: int = 1       # 1 unless sequences without usable frames or bad images were hit
+    negative_from: str = ""  # a negative pair: the sequence the exemplar was cut from ("" otherwise)
+
+    @property
+    def negative(self) -> bool:
+        return bool(self.negative_from)
 
 
 @dataclass
@@ -82,7 +95,7 @@ class PairDataset(Dataset):
     def __init__(self, sources: Sequence[SequenceSource], weights: Mapping[str, float] | None = None,
                  *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = EXEMPLAR_SZ,
                  instance_sz: int = INSTANCE_SZ, context: float = CONTEXT, stretch: float = 0.05,
-                 shift: float = 8, scale: float = 0.0, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
+                 shift: float = 8, scale: float = 0.0, negative: float = 0.0, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
                  photo_augment: PhotoAugment | None = None, max_retries: int = 100,
                  epoch: int = 0) -> None:
         if seed < 0:
@@ -97,6 +110,9 @@ class PairDataset(Dataset):
         self.stretch = float(stretch)
         self.shift = float(shift)
         self.scale = float(scale)
+        if not 0.0 <= negative <= 1.0:
+            raise ValueError(f"negative is a probability in [0, 1], got {negative}")
+        self.negative = float(negative)
         self.seed = int(seed)
         self.gray_prob = float(gray_prob)
         self.color = float(color)
@@ -108,6 +124,8 @@ class PairDataset(Dataset):
         total = sum(k.weight for k in self._kinds)
         self._probs = np.array([k.weight / total for k in self._kinds])
         self._reported: set[str] = set()
+        if self.negative > 0 and sum(int(k.offsets[-1]) for k in self._kinds) < 2:
+            raise ValueError("negative pairs need at least two sequences or photos to cut exemplars from")
 
     @staticmethod
     def _group(sources: Sequence[SequenceSource], weights: Mapping[str, float]) -> list[_Kind]:
@@ -155,7 +173,8 @@ class PairDataset(Dataset):
                                            num_frames=synthetic_frames, box_filter=bf))
         args = dict(pairs_per_epoch=cfg.pairs_per_epoch, max_frame_gap=cfg.max_frame_gap,
                     exemplar_sz=crops.exemplar_sz, instance_sz=crops.instance_sz, context=crops.context,
-                    stretch=cfg.stretch, shift=cfg.shift, scale=cfg.scale, seed=cfg.seed)
+                    stretch=cfg.stretch, shift=cfg.shift, scale=cfg.scale, negative=cfg.negative,
+                    seed=cfg.seed)
         args.update(kwargs)
         return cls(sources, cfg.weights, **args)
 
@@ -171,10 +190,12 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z, x, target)``: the crops and ``[dx, dy, w, h]`` float32 search pixels, the target
         centre's offset from the search-crop centre (where the loss puts the positive label) and the
-        target's size (what the box head regresses)."""
+        target's size (what the box head regresses); ``[0, 0, 0, 0]`` for a negative pair (no target)."""
         if not 0 <= int(index) < self.pairs_per_epoch:
             raise IndexError(f"pair index {index} out of range [0, {self.pairs_per_epoch})")
         z, x, info = self.sample(int(index))
+        if info.negative:
+            return to_tensor(z), to_tensor(x), torch.zeros(4, dtype=torch.float32)
         bx = info.box_x
         target = torch.tensor([bx[0] + bx[2] / 2.0 - self.instance_sz / 2.0,
                                bx[1] + bx[3] / 2.0 - self.instance_sz / 2.0, bx[2], bx[3]],
@@ -189,10 +210,7 @@ class PairDataset(Dataset):
         epoch = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng([self.seed, epoch, int(index)])
         for attempt in range(1, self.max_retries + 1):
-            kind = self._kinds[int(rng.choice(len(self._kinds), p=self._probs))]
-            j = int(rng.integers(kind.offsets[-1]))
-            s = int(np.searchsorted(kind.offsets, j, side="right")) - 1
-            src, i = kind.sources[s], j - int(kind.offsets[s])
+            src, i = self._pick_sequence(rng)
             rec = src.sequence(i)
             usable = np.flatnonzero(rec.valid)
             if len(usable) == 0:
@@ -214,9 +232,44 @@ class PairDataset(Dataset):
                                           aug=self.photo_augment)
             else:
                 z, x, bz, bx = self._video_pair(img_z, rec.boxes[fz], img_x, rec.boxes[fx], rng)
-            return z, x, PairInfo(src.kind, src.name(i), fz, fx, bz, bx, attempts=attempt)
+            info = PairInfo(src.kind, src.name(i), fz, fx, bz, bx, attempts=attempt)
+            if self.negative > 0 and rng.uniform() < self.negative:  # drawn last: x stays as drawn
+                z, info = self._negative_exemplar(rng, src, i, x, info)
+            return z, x, info
         raise RuntimeError(f"no usable pair after {self.max_retries} attempts for index {index} "
                            f"(epoch {epoch}): the sources have (almost) no readable, usable frames")
+
+    def _pick_sequence(self, rng: np.random.Generator) -> tuple[SequenceSource, int]:
+        """A source kind by weight, then one of its sequences uniformly: ``(source, index in it)``."""
+        kind = self._kinds[int(rng.choice(len(self._kinds), p=self._probs))]
+        j = int(rng.integers(kind.offsets[-1]))
+        s = int(np.searchsorted(kind.offsets, j, side="right")) - 1
+        return kind.sources[s], j - int(kind.offsets[s])
+
+    def _negative_exemplar(self, rng: np.random.Generator, src_x: SequenceSource, i_x: int, x: np.ndarray,
+                           info: PairInfo) -> tuple[np.ndarray, PairInfo]:
+        """An exemplar cut around the target of another sequence (or photo) than the search crop's;
+        grey when the search crop was made grey, so colour cannot tell a negative pair apart."""
+        for _ in range(self.max_retries):
+            src, i = self._pick_sequence(rng)
+            if src is src_x and i == i_x:
+                continue
+            rec = src.sequence(i)
+            usable = np.flatnonzero(rec.valid)
+            if len(usable) == 0:
+                continue
+            f = int(usable[rng.integers(len(usable))])
+            img = self._load(src, i, rec.frames, f)
+            if img is None:
+                continue
+            z, bz = target_crop(img, rec.boxes[f], self.exemplar_sz, rng, context=self.context,
+                                exemplar_sz=self.exemplar_sz, stretch=self.stretch, shift=0.0,
+                                border_value=mean_color(img))
+            if x.ndim == 3 and np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2]):
+                z = to_gray(z)
+            info.frame_z, info.box_z, info.negative_from = f, bz, src.name(i)
+            return z, info
+        raise RuntimeError("no usable exemplar for a negative pair: every other sequence is empty or unreadable")
 
     def _pick_frames(self, usable: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """Exemplar uniform over usable frames, search uniform over the others within the gap."""

@@ -3,7 +3,8 @@ SiamFC++-style classification / quality / IoU losses of the box head.
 
 Targets come from the pair sampler as ``(B, 4)`` ``[dx, dy, w, h]`` in search-crop pixels: the
 target centre's offset from the crop centre, then its size (``siamtrack.data.pairs``). The xcorr
-losses read the first two columns only."""
+losses read the centre, and the size only to see whether a target is there at all: a negative pair
+(another sequence's exemplar) has size 0, and its whole map is background."""
 from __future__ import annotations
 
 import functools
@@ -28,6 +29,14 @@ def _label_cache(size: int, r_pos: float, r_neg: float, stride: int) -> tuple[to
     return labels, weights
 
 
+def target_present(targets: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: rows of ``(B, 4)`` ``[dx, dy, w, h]`` targets with a positive size; a negative
+    pair's ``[0, 0, 0, 0]`` is absent. ``(B, 2)`` centre-only targets are always present."""
+    if targets.shape[-1] < 4:
+        return torch.ones(targets.shape[0], dtype=torch.bool, device=targets.device)
+    return (targets[:, 2] > 0) & (targets[:, 3] > 0)
+
+
 def logistic_labels(size: int, r_pos: float = 16.0, r_neg: float = 0.0,
                     stride: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """``(labels, weights)``, each ``(size, size)``: 1 within ``r_pos`` search pixels of the centre
@@ -41,16 +50,19 @@ def shifted_logistic_labels(size: int, offsets: torch.Tensor, r_pos: float = 16.
                             stride: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample ``(labels, weights)``, each ``(B, 1, size, size)``: the map of :func:`logistic_labels`
     centred on each target instead of the crop centre. ``offsets`` ``(B, 2)`` are the target centres'
-    ``(dx, dy)`` from the search-crop centre in search pixels; weights balance each sample's own
-    positives and negatives (a label near the border has fewer positives)."""
+    ``(dx, dy)`` from the search-crop centre in search pixels, or ``(B, 4)`` targets whose absent rows
+    (:func:`target_present`) get an all-background map; weights balance each sample's own positives
+    and negatives (a label near the border has fewer positives; an absent target's negatives carry
+    the half of the weight they always carry)."""
     c = (size - 1) / 2.0
     grid = torch.arange(size, dtype=torch.float32, device=offsets.device)
     off = offsets[:, :2].float() / stride                                      # (B, 2) in response cells
     dx = grid.view(1, 1, size) - (c + off[:, 0].view(-1, 1, 1))
     dy = grid.view(1, size, 1) - (c + off[:, 1].view(-1, 1, 1))
     dist = torch.sqrt(dx ** 2 + dy ** 2) * stride                       # (B, size, size), pixels
-    pos = dist <= r_pos
-    neg = dist > max(r_neg, r_pos)
+    present = target_present(offsets).view(-1, 1, 1)
+    pos = (dist <= r_pos) & present
+    neg = (dist > max(r_neg, r_pos)) | ~present
     labels = pos.float()
     n_pos = pos.flatten(1).sum(1).clamp_min(1).view(-1, 1, 1)
     n_neg = neg.flatten(1).sum(1).clamp_min(1).view(-1, 1, 1)
@@ -61,7 +73,8 @@ def shifted_logistic_labels(size: int, offsets: torch.Tensor, r_pos: float = 16.
 def balanced_logistic_loss(logits: torch.Tensor, r_pos: float = 16.0, r_neg: float = 0.0,
                            stride: int = 8, offsets: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of the balanced BCE between response ``(B, 1, S, S)`` and the label,
-    centred on the crop centre, or on each target when ``offsets`` ``(B, 2)`` (search pixels) are given."""
+    centred on the crop centre, or on each target when ``offsets`` ``(B, 2)`` or ``(B, 4)`` targets
+    (search pixels) are given; see :func:`shifted_logistic_labels` for absent targets."""
     if offsets is None:
         labels, weights = logistic_labels(logits.shape[-1], r_pos, r_neg, stride)
         labels = labels.to(logits.device, logits.dtype).expand_as(logits)
@@ -87,7 +100,8 @@ def box_targets(size: int, targets: torch.Tensor, stride: int, offset: float = 0
     inside the target box, plus the cell nearest the target centre (a target smaller than a cell
     still gets one positive); ``(B, 4, size, size)`` distances from each cell centre to the box's
     left, top, right and bottom edges; ``(B, size, size)`` FCOS centre-ness
-    ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` (0 outside the box).
+    ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` (0 outside the box). An absent target
+    (a negative pair, :func:`target_present`) has no positive cell.
     """
     t = targets.float()
     grid = cell_centres(size, stride, offset, t.device)
@@ -102,7 +116,8 @@ def box_targets(size: int, targets: torch.Tensor, stride: int, offset: float = 0
     d = ltrb.clamp_min(0)
     lr = torch.minimum(d[:, 0], d[:, 2]) / torch.maximum(d[:, 0], d[:, 2]).clamp_min(1e-6)
     tb = torch.minimum(d[:, 1], d[:, 3]) / torch.maximum(d[:, 1], d[:, 3]).clamp_min(1e-6)
-    return inside | nearest, ltrb, torch.sqrt(lr * tb)
+    positive = (inside | nearest) & target_present(t).view(-1, 1, 1)
+    return positive, ltrb, torch.sqrt(lr * tb)
 
 
 def giou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
