@@ -28,8 +28,9 @@ is replaced by the target of another sequence (or photo), cut the same way, whil
 stays as drawn. Its target is then absent: ``__getitem__`` gives it size 0 (``[0, 0, 0, 0]``), and
 the losses make the whole response map background. SiamFC's own pairs only teach the target against
 the background around it; these teach "this is not the object you were shown", which is what a
-tracker needs when another person or car walks past (measured on val: the teacher jumps to a
-dark object beside the walker on OTB_Human3 at frame 10).
+tracker needs when another person or car walks past. (Measured on val, they did not rescue
+OTB_Human3, where the teacher leaves the walker for the kerb beside him at frame 10: AO 0.030
+with and without them; weights/MODEL_CARD.md.)
 
 Determinism: ``__getitem__(index)`` is a pure function of ``(seed, epoch, index)`` through
 ``np.random.default_rng([seed, epoch, index])``, so results do not depend on the number of
