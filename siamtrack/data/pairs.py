@@ -96,7 +96,8 @@ class PairDataset(Dataset):
     def __init__(self, sources: Sequence[SequenceSource], weights: Mapping[str, float] | None = None,
                  *, pairs_per_epoch: int = 2000, max_frame_gap: int = 100, exemplar_sz: int = EXEMPLAR_SZ,
                  instance_sz: int = INSTANCE_SZ, context: float = CONTEXT, stretch: float = 0.05,
-                 shift: float = 8, scale: float = 0.0, negative: float = 0.0, seed: int = 0, gray_prob: float = 0.0, color: float = 0.0,
+                 shift: float = 8, scale: float = 0.0, negative: float = 0.0, seed: int = 0,
+                 gray_prob: float = 0.0, color: float = 0.0,
                  photo_augment: PhotoAugment | None = None, max_retries: int = 100,
                  epoch: int = 0) -> None:
         if seed < 0:
