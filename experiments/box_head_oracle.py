@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamtrack.data.transforms import load_image, mean_color
+from siamtrack.data.transforms import load_image
 from siamtrack.evaluation.experiments import FolderDataset
 from siamtrack.geometry import context_size, crop_squares, iou
 from siamtrack.tracking.boxhead import peak_window, pick_box
@@ -51,11 +51,9 @@ def sequence_rows(tracker, files: list[str], anno: np.ndarray, step: int, correc
     ``correct``: divide every predicted size by the head's own error on frame 0 (crop around the first
     box, where the truth is known): how much of the error is a fixed per-target bias."""
     cfg = tracker.cfg
-    img0 = load_image(files[0])
-    avg = np.array(mean_color(img0))
-    b0 = anno[0]
-    kernel = tracker.engine.embed_exemplar(crop_squares(img0, b0[:2] + b0[2:] / 2,
-                                                        [context_size(*b0[2:], cfg.context)], cfg.exemplar_sz, avg))
+    img0, b0 = load_image(files[0]), anno[0]
+    tracker.init(img0, b0)  # the exemplar embedding and padding colour the tracker itself would use
+    kernel, avg = tracker._kernel, tracker.avg_color
     bias = head_box(tracker, kernel, img0, b0, avg, 0.0, 0.0)[2:] / b0[2:] if correct else np.ones(2)
     rows = []
     for k in range(step, len(files), step):

@@ -146,7 +146,7 @@ def test_locate_matches_published_post_processing(window_influence: float) -> No
         maps = cv2.GaussianBlur(rng.standard_normal((17, 17 * 3)).astype(np.float32) * 4, (0, 0), 2)
         maps = np.ascontiguousarray(maps.reshape(17, 3, 17).transpose(1, 0, 2)) + rng.normal(0, 1, (3, 1, 1))
         maps = maps.astype(np.float32)
-        best, loc, side, score = tracker._locate(maps)
+        best, loc, side, score = tracker._locate(maps, tracker._scale_table()[1])
         ref_best, ref_loc = siamfc_locate(maps, cfg)
         assert side == 17 * cfg.response_up and 0.0 <= score <= 1.0
         if best == ref_best:  # scales may differ only when two peaks are within upsampling noise
@@ -160,7 +160,7 @@ def test_locate_matches_published_post_processing(window_influence: float) -> No
 def test_flat_response_stays_at_the_centre() -> None:
     # no evidence anywhere: the cosine window decides, as in SiamFC (the map normalises to zero)
     tracker = pixel_tracker()
-    best, loc, side, _ = tracker._locate(np.full((3, 17, 17), 2.5, np.float32))
+    best, loc, side, _ = tracker._locate(np.full((3, 17, 17), 2.5, np.float32), tracker._scale_table()[1])
     assert best == 1 and divmod(loc, side) in {(side // 2 - 1, side // 2 - 1), (side // 2, side // 2),
                                                (side // 2 - 1, side // 2), (side // 2, side // 2 - 1)}
 

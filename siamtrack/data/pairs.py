@@ -18,9 +18,9 @@ One pair (``PairDataset.sample``):
 
 **The target is near the centre of the search image** (within ``shift`` pixels per axis, its
 centre at ``instance_sz / 2 - shift_xy``); each item carries that offset and the target's size in the
-search crop, and the training label is the SiamFC map centred on it (or the box head's targets): positive within ``r_pos`` = 16 search pixels (2 response cells at
-stride 8) of the target. A padded backbone needs a wide shift (SiamRPN++: +-64 px), or it learns
-that the answer is always in the middle. The label itself is built by the loss in
+search crop, and the training label is the SiamFC map centred on it (or the box head's targets):
+positive within ``r_pos`` = 16 search pixels (2 response cells at stride 8) of the target. A padded
+backbone needs a wide shift (SiamRPN++: +-64 px), or it learns that the answer is always in the middle. The label itself is built by the loss in
 ``siamtrack.training``, not here.
 
 **Negative pairs** (``negative``, DaSiamRPN, Zhu et al. 2018): with that probability the exemplar

@@ -282,9 +282,9 @@ class SiamFCTracker(Tracker):
         self.target_sz = np.clip(self.target_sz, 1.0, [float(width), float(height)])
         self.center = np.clip(self.center, 0.0, [float(width), float(height)])
 
-    def _locate(self, maps: np.ndarray, penalties: np.ndarray | None = None) -> tuple[int, int, int, float]:
-        """SiamFC's response post-processing on ``(S, r, r)`` logits (``penalties``: the per-scale peak
-        penalties of :meth:`_scale_table`, which ``update`` has already looked up).
+    def _locate(self, maps: np.ndarray, penalties: np.ndarray) -> tuple[int, int, int, float]:
+        """SiamFC's response post-processing on ``(S, r, r)`` logits; ``penalties`` are the per-scale
+        peak penalties of :meth:`_scale_table` (looked up once per frame, with the scale factors).
 
         Scale penalty and best scale by peak, bicubic upsampling by ``response_up``, min-shift and
         normalise, cosine window, peak. Returns ``(best scale, flat peak index, side, confidence)``.
@@ -294,8 +294,6 @@ class SiamFCTracker(Tracker):
         """
         cfg = self.cfg
         peaks = maps.max(axis=(1, 2))
-        if penalties is None:
-            penalties = self._scale_table()[1]
         best = int(np.nan_to_num(peaks * penalties, nan=-np.inf).argmax())
         side = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
