@@ -25,6 +25,10 @@ CONTEXT = 0.5
 OUT_SCALE = 0.001
 
 
+#: how the tracker searches scale (``TrackerConfig.scale_mode``)
+SCALE_MODES = ("search", "exemplar")
+
+
 @dataclass
 class TrackerConfig:
     """Per-frame tracking hyper-parameters (SiamFC defaults)."""
@@ -33,6 +37,10 @@ class TrackerConfig:
     instance_sz: int = INSTANCE_SZ  # search crop side, pixels
     context: float = CONTEXT        # context margin, as a fraction of (w + h)
     scale_num: int = 3              # search scales per frame
+    # "search": SiamFC's scale search, scale_num search crops per frame; "exemplar": one search crop
+    # per frame against scale_num exemplar embeddings cut at init (a scale pyramid of the exemplar:
+    # the same scale factors, a third of the backbone MACs per frame at scale_num 3)
+    scale_mode: str = "search"
     scale_step: float = 1.0375      # ratio between neighbouring scales
     scale_lr: float = 0.59          # damping of the scale update
     scale_penalty: float = 0.9745   # multiplies the responses of the non-unit scales
@@ -70,6 +78,8 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.scale_num < 1 or self.scale_num % 2 == 0:
             raise ValueError(f"scale_num must be a positive odd number, got {self.scale_num}")
+        if self.scale_mode not in SCALE_MODES:
+            raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
         for name in ("window_influence", "box_window_influence", "box_lr"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -146,6 +156,10 @@ class CompressConfig:
 
     # the student's builder, width and options (e.g. {head: box}); the teacher may differ in backbone and head
     student: ModelConfig = field(default_factory=lambda: ModelConfig(name="student"))
+    # where the distilled student's weights start: "random"; "teacher" (an EfficientNet-Lite student
+    # with model.options.widths takes the teacher's most important channels: compress/narrow.py);
+    # or a checkpoint path to select them from (e.g. an ImageNet-initialised backbone)
+    student_init: str = "random"
     temperature: float = 2.0
     w_response: float = 1.0           # teacher response-map distillation
     w_hint: float = 0.5               # intermediate-feature hint loss through adapters

@@ -83,10 +83,12 @@ class _MatMulXCorr(nn.Module):
         self.register_buffer("rows", rows)
 
     def forward(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        s, c, hx, wx = x.shape
+        _, c, hx, wx = x.shape
         h, w = kernel.shape[-2:]
-        k = kernel.reshape(c, -1).transpose(0, 1)                          # (h*w, C)
-        per_tap = torch.matmul(k, x.reshape(s, c, hx * wx))                # (S, h*w, hx*wx)
+        # K kernels against S crops, K or S being 1 (MatMul broadcasts): max(K, S) maps
+        k = kernel.reshape(kernel.shape[0], c, h * w).transpose(1, 2)     # (K, h*w, C)
+        per_tap = torch.matmul(k, x.reshape(x.shape[0], c, hx * wx))      # (S, h*w, hx*wx)
+        s = per_tap.shape[0]
         shifted = torch.matmul(per_tap.reshape(s, h, w, hx, wx), self.cols).sum(2)  # (S, h, hx, wo)
         out = torch.matmul(self.rows, shifted).sum(1)                     # (S, ho, wo)
         return out.unsqueeze(1) * self.out_scale + self.bias
@@ -145,20 +147,25 @@ def onnx_graphs(net: nn.Module, cfg: TrackerConfig) -> tuple[bytes, bytes]:
                 if type(fused.head) is XCorrHead else fused.head)
         outputs = search_outputs(fused.head)
         search = _to_onnx(_SearchGraph(fused.backbone, head), (x, kernel), ["x", "kernel"], outputs,
-                          {"x": {0: "scales"}, **{name: {0: "scales"} for name in outputs}})
+                          {"x": {0: "scales"}, "kernel": {0: "kernels"},
+                           **{name: {0: "scales"} for name in outputs}})
     return exemplar, search
 
 
-def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_num: int) -> dict[str, Any]:
+def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_num: int,
+                       scale_mode: str = "search") -> dict[str, Any]:
     """Max abs differences between ``engine`` and the PyTorch ``net`` (on the CPU, unfused) on
-    ``crops``: each exemplar against a batch of ``scale_num`` search crops, like the tracker."""
+    ``crops``, batched like the tracker: each exemplar against ``scale_num`` search crops, or (scale
+    mode ``exemplar``) ``scale_num`` exemplars against each search crop."""
     ref = copy.deepcopy(net).cpu().float().eval()
     kernel_diff = response_diff = peak = 0.0
     n = len(crops.z)
+    pyramid = scale_mode == "exemplar"
     with torch.inference_mode():
         for i in range(n):
-            z = crops.z[i:i + 1]
-            x = crops.x[[(i + k) % n for k in range(scale_num)]]
+            batch = [(i + k) % n for k in range(scale_num)]
+            z = crops.z[batch] if pyramid else crops.z[i:i + 1]
+            x = crops.x[i:i + 1] if pyramid else crops.x[batch]
             k_ref = exemplar_embedding(ref, torch.from_numpy(z).float())
             r_ref = torch_response(ref, k_ref, torch.from_numpy(x).float())
             k_ort = engine.embed_exemplar(z)
@@ -190,7 +197,7 @@ def export_onnx(net: nn.Module, cfg: TrackerConfig, out_dir: str | os.PathLike[s
     import onnx
 
     exemplar, search = onnx_graphs(net, cfg)
-    parity = compare_with_torch(net, OrtEngine(exemplar, search), check, cfg.scale_num)
+    parity = compare_with_torch(net, OrtEngine(exemplar, search), check, cfg.scale_num, cfg.scale_mode)
     if not parity["response_max_abs_diff"] < tolerance:
         raise ValueError(f"exported graphs disagree with PyTorch: max abs response difference "
                          f"{parity['response_max_abs_diff']:.3g} >= {tolerance:g} on {parity['data']}")
@@ -230,6 +237,6 @@ def _stats(net: nn.Module, cfg: TrackerConfig) -> dict[str, int]:
     from ..models import count_parameters
 
     macs = count_macs(copy.deepcopy(net).cpu().float().eval(), cfg.exemplar_sz, cfg.instance_sz,
-                      cfg.scale_num)
+                      cfg.scale_num, cfg.scale_mode)
     return {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
             "params": count_parameters(net), "scale_num": macs["scale_num"]}

@@ -115,7 +115,7 @@ def quantize_int8(net: nn.Module, cfg: TrackerConfig, folder: str | Path, calibr
                         "reduce_range": reduce_range, "weights": "int8", "activations": "uint8",
                         "keep_fp32": keep_fp32,
                         "fp32_parts": "; ".join(filter(None, ["exemplar graph; xcorr head", KEEP_FP32[keep_fp32]]))},
-        "check": compare_with_torch(net, int8, check, cfg.scale_num),
+        "check": compare_with_torch(net, int8, check, cfg.scale_num, cfg.scale_mode),
     }
     write_manifest(folder, manifest)
     return manifest

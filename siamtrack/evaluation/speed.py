@@ -64,7 +64,7 @@ def _static(spec: Any, tracker: Any) -> dict[str, Any]:
 
     cfg = tracker.cfg
     if tracker.net is not None:
-        macs = count_macs(tracker.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num)
+        macs = count_macs(tracker.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num, cfg.scale_mode)
         counts = {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
                   "params": count_parameters(tracker.net), "scale_num": macs["scale_num"]}
     else:

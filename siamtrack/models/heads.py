@@ -38,7 +38,8 @@ class XCorrHead(nn.Module):
 
     Shapes: ``z (B, C, hz, wz)`` and ``x (B, C, hx, wx)`` give ``(B, 1, hx-hz+1, wx-wz+1)``, all pairs
     as one grouped convolution; ``z (1, C, hz, wz)`` against ``x (S, C, hx, wx)`` (one exemplar, S
-    scales, the tracking case) is one plain convolution. ``out_scale`` (0.001 in SiamFC) keeps logits
+    scales, the tracking case) is one plain convolution, and so is ``z (S, ...)`` against
+    ``x (1, ...)`` (S exemplar scales against one search crop: ``scale_mode: exemplar``). ``out_scale`` (0.001 in SiamFC) keeps logits
     in a range where the logistic loss trains; the learned ``bias`` makes ``sigmoid(response)`` a
     usable confidence.
 
@@ -69,6 +70,8 @@ class XCorrHead(nn.Module):
             raise ValueError(f"channel mismatch: exemplar {tuple(z.shape)} vs search {tuple(x.shape)}")
         if z.shape[0] == 1:
             out = F.conv2d(x, z)
+        elif x.shape[0] == 1:  # S exemplars (a scale pyramid) against one search image: S maps
+            out = F.conv2d(x, z).transpose(0, 1)
         elif z.shape[0] == x.shape[0]:
             b, c, h, w = x.shape
             out = F.conv2d(x.reshape(1, b * c, h, w), z, groups=b).reshape(b, 1, h - z.shape[2] + 1,

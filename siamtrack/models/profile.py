@@ -50,7 +50,7 @@ def backbone_macs(backbone: nn.Module, size: int, in_channels: int = 3) -> tuple
 
 
 def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int = INSTANCE_SZ,
-               scale_num: int = 3) -> dict[str, int]:
+               scale_num: int = 3, scale_mode: str = "search") -> dict[str, int]:
     """MACs of a SiamFC-style net (``net.backbone`` + xcorr head) for the tracking loop.
 
     Returns a dict of integers:
@@ -59,7 +59,9 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
     * ``search_backbone`` / ``xcorr`` / ``per_crop``: one search crop through the backbone, the
       cross-correlation with the cached exemplar embedding, and their sum;
     * ``search`` (= ``per_frame``): ``scale_num`` search crops, the cost of every ``update``;
-    * ``scale_num``: search crops per frame (always 1 with a box head, which regresses the size).
+    * ``scale_num``: search crops per frame (always 1 with a box head, which regresses the size,
+      and with ``scale_mode="exemplar"``, where ``scale_num`` exemplar embeddings, paid at ``init``,
+      each correlate with the one search crop).
     """
     backbone = getattr(net, "backbone", net)
     in_ch = int(getattr(backbone, "in_channels", 3))
@@ -79,6 +81,10 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
         scale_num = 1
         xcorr += _box_tower_macs(head, c, ho)
     per_crop = x_macs + xcorr
+    if scale_mode == "exemplar" and head_kind(head) != "box":
+        per_frame = x_macs + scale_num * xcorr
+        return {"exemplar": scale_num * z_macs, "search_backbone": x_macs, "xcorr": scale_num * xcorr,
+                "per_crop": per_frame, "search": per_frame, "per_frame": per_frame, "scale_num": 1}
     return {"exemplar": z_macs, "search_backbone": x_macs, "xcorr": xcorr, "per_crop": per_crop,
             "search": scale_num * per_crop, "per_frame": scale_num * per_crop, "scale_num": scale_num}
 
