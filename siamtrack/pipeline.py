@@ -72,10 +72,11 @@ def evaluate_checkpoint(path: Path, cfg: ExperimentConfig, out_dir: Path) -> dic
     return {k: float(scores[k]) for k in ("ao", "sr50", "sr75", "auc", "fps") if scores.get(k) is not None}
 
 
-def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3) -> dict[str, float]:
+def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3,
+                    scale_mode: str = "search") -> dict[str, float]:
     """Parameters, MACs per tracked frame and size on disk: the cost columns of the stage table."""
     from .models.profile import count_macs
-    macs = count_macs(net, scale_num=scale_num)
+    macs = count_macs(net, scale_num=scale_num, scale_mode=scale_mode)
     out = {"params": count_parameters(net), "macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
            "search_crops": macs["scale_num"]}
     if path is not None and path.exists():
@@ -206,7 +207,8 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - evaluation must never cost the trained weights
             print(f"[{stage}] evaluation failed, weights saved without metrics: {exc!r}", file=sys.stderr)
             metrics = {}
-        summary = {"stage": stage, **profile_summary(net, final, self.cfg.tracker.scale_num), **metrics}
+        summary = {"stage": stage, **profile_summary(net, final, self.cfg.tracker.scale_num,
+                                                             self.cfg.tracker.scale_mode), **metrics}
         save_checkpoint(final, net, self.cfg.tracker, dict(meta, metrics=metrics, summary=summary))
         self.results[stage] = summary
         return net
@@ -260,12 +262,14 @@ class Pipeline:
         """One row per stage: cost (parameters, MACs, size, ms per ``update`` measured side by side in
         one run) and val accuracy (from each checkpoint's stored metrics). Fills ``results``."""
         from .evaluation.report import fmt, markdown_table
-        from .evaluation.speed import SpeedOptions, run as measure_speed
         from .models.profile import format_macs
 
         weights = self.stage_weights()
         timing: dict[str, Any] = {}
         if speed_frames > 0 and weights:
+            # timing imports the OpenCV baselines (got10k): a training-only machine skips it with 0
+            from .evaluation.speed import SpeedOptions, run as measure_speed
+
             names = [f"SiamFC-{stage}" for stage in weights]
             speed = measure_speed(SpeedOptions(weights=[str(p) for p in weights.values()], names=names,
                                                threads=[threads], frames=speed_frames), log=lambda msg: None)

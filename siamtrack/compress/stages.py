@@ -24,6 +24,7 @@ from ..checkpoint import load_model, save_checkpoint
 from ..models import SiamNet, build_configured, build_model, geometry, model_spec
 from ..training.stages import Stage, StageContext
 from .distill import DistillModel, distill_loss, ground_truth_loss
+from .narrow import narrow_from
 from .prune import per_frame_macs, prune_step, taylor_importance
 
 
@@ -68,16 +69,30 @@ def _distill_model(p: StageContext, student: SiamNet, teacher: SiamNet) -> Disti
     return model
 
 
+def initial_student(p: StageContext, teacher: SiamNet) -> tuple[SiamNet, dict]:
+    """The student before distillation and where its weights came from (``compress.student_init``:
+    random, the teacher's selected channels, or those of another checkpoint)."""
+    cc = p.cfg.compress
+    student = build_configured(cc.student)
+    if cc.student_init in ("", "random"):
+        return student, {"student_init": "random"}
+    if cc.student_init == "teacher":
+        return narrow_from(teacher, student), {"student_init": "teacher (|gamma|-selected channels)"}
+    source, _, meta = load_model(cc.student_init)
+    return narrow_from(source, student), {"student_init": {"path": cc.student_init, "selected": "|gamma|",
+                                                           "init": meta.get("init")}}
+
+
 def distill(p: StageContext) -> SiamNet:
-    """Train the student from scratch with teacher supervision (response + hints + ground truth)."""
+    """Train the student with teacher supervision (response + hints + ground truth)."""
     done = p.finished("distill")
     if done is not None:
         return done
-    cc = p.cfg.compress
     torch.manual_seed(p.cfg.train.seed)
-    student = build_configured(cc.student)
-    model = _distill_model(p, student, _net(p, "teacher"))
-    return p.train_stage("distill", model, student, _loss(p, student))
+    teacher = _net(p, "teacher")
+    student, origin = initial_student(p, teacher)
+    model = _distill_model(p, student, teacher)
+    return p.train_stage("distill", model, student, _loss(p, student), extra_meta=origin)
 
 
 def _taylor_scores(p: StageContext, net: SiamNet, batches: int = 4):

@@ -67,9 +67,12 @@ def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1
 class MBConv(nn.Module):
     """Inverted residual without squeeze-excitation: expand (1x1), depthwise (kxk), project (1x1)."""
 
-    def __init__(self, c_in: int, c_out: int, expand: int, k: int, stride: int, dilation: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, expand: int, k: int, stride: int, dilation: int = 1,
+                 hidden: int | None = None) -> None:
         super().__init__()
-        hidden = c_in * expand
+        hidden = c_in * expand if hidden is None else int(hidden)  # a narrowed block sets its own
+        if expand == 1 and hidden != c_in:
+            raise ValueError(f"a block without expansion has hidden width = input width ({c_in}), got {hidden}")
         self.expand = _conv_bn(c_in, hidden) if expand != 1 else nn.Identity()
         self.depthwise = _conv_bn(hidden, hidden, k, stride, groups=hidden, dilation=dilation)
         self.project = _conv_bn(hidden, c_out, act=False)
@@ -80,21 +83,49 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-def _stage_blocks(stages: tuple[tuple[int, int, int, int, int], ...], count: int, dilate_from: int
-                  ) -> list[nn.Sequential]:
+def _stage_blocks(stages: tuple[tuple[int, int, int, int, int], ...], count: int, dilate_from: int,
+                  widths: dict[str, Any] | None = None) -> list[nn.Sequential]:
     """The first ``count`` stages as ``nn.Sequential`` of MBConvs; stage ``i >= dilate_from`` (1-based)
-    replaces its stride by dilation (the running dilation doubles at each stride it drops)."""
-    out, c_in, dilation = [], STEM_CHANNELS, 1
+    replaces its stride by dilation (the running dilation doubles at each stride it drops).
+
+    ``widths`` (a narrowed network, :func:`check_widths`) replaces the table's channel counts: each
+    stage's ``out`` and one ``hidden`` width per kept block (its first blocks: the first does the
+    stride, later ones are residual refinements that a narrow network can drop)."""
+    out, dilation = [], 1
+    c_in = widths["stem"] if widths else STEM_CHANNELS
     for i, (e, k, s, c, n) in enumerate(stages[:count], start=1):
+        hidden: list[int | None] = [None] * n
+        if widths:
+            c, hidden = widths["stages"][i - 1]["out"], list(widths["stages"][i - 1]["hidden"])
         blocks = []
-        for j in range(n):
+        for j, h in enumerate(hidden):
             stride = s if j == 0 else 1
             if i >= dilate_from and stride > 1:
                 dilation, stride = dilation * stride, 1
-            blocks.append(MBConv(c_in, c, e, k, stride, dilation))
+            blocks.append(MBConv(c_in, c, e, k, stride, dilation, h))
             c_in = c
         out.append(nn.Sequential(*blocks))
     return out
+
+
+def check_widths(widths: dict[str, Any], stages: int, table: tuple[tuple[int, int, int, int, int], ...]
+                 ) -> dict[str, Any]:
+    """Validate a narrowed network's widths: ``{"stem": int, "stages": [{"out": int, "hidden": [int, ...]}]}``,
+    one entry per stage, 1 to the table's repeats blocks each, positive widths; a plain-int copy."""
+    try:
+        clean = {"stem": int(widths["stem"]),
+                 "stages": [{"out": int(st["out"]), "hidden": [int(h) for h in st["hidden"]]}
+                            for st in widths["stages"]]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"widths must be {{stem: int, stages: [{{out: int, hidden: [int, ...]}}, ...]}}: {exc!r}") from None
+    if len(clean["stages"]) != stages:
+        raise ValueError(f"widths lists {len(clean['stages'])} stages, the backbone has {stages}")
+    for i, (st, row) in enumerate(zip(clean["stages"], table), start=1):
+        if not 1 <= len(st["hidden"]) <= row[4]:
+            raise ValueError(f"stage {i} keeps {len(st['hidden'])} blocks; it has 1 to {row[4]}")
+    if min([clean["stem"]] + [w for st in clean["stages"] for w in [st["out"], *st["hidden"]]]) < 1:
+        raise ValueError("every width must be positive")
+    return clean
 
 
 class EfficientNetLite(nn.Module):
@@ -139,17 +170,19 @@ class EfficientLiteBackbone(nn.Module):
         return -(-int(size) // EfficientLiteBackbone.stride)
 
     def __init__(self, variant: str = "lite0", stages: int = 3, adjust: int = 128,
-                 frozen_stages: int = 2, freeze_bn: bool = True) -> None:
+                 frozen_stages: int = 2, freeze_bn: bool = True, widths: dict[str, Any] | None = None) -> None:
         super().__init__()
         table = variant_stages(variant)
         if not 3 <= stages <= 5:
             raise ValueError(f"stages must be 3, 4 or 5 (stride 8 up to stage 3, dilated after), got {stages}")
         self.variant, self.num_stages, self.frozen_stages = variant, int(stages), int(frozen_stages)
         self.freeze_bn = bool(freeze_bn)
-        self.stem = _conv_bn(3, STEM_CHANNELS, 3, 2)
-        self.stages = nn.Sequential(*_stage_blocks(table, stages, dilate_from=4))
-        self.adjust = nn.Sequential(nn.Conv2d(table[stages - 1][3], adjust, 1, bias=False),
-                                    nn.BatchNorm2d(adjust))
+        #: None: the variant's own widths (ImageNet weights fit); else a narrowed copy's (compress.narrow)
+        self.widths = check_widths(widths, stages, table) if widths is not None else None
+        self.stem = _conv_bn(3, self.widths["stem"] if self.widths else STEM_CHANNELS, 3, 2)
+        self.stages = nn.Sequential(*_stage_blocks(table, stages, dilate_from=4, widths=self.widths))
+        last = self.widths["stages"][-1]["out"] if self.widths else table[stages - 1][3]
+        self.adjust = nn.Sequential(nn.Conv2d(last, adjust, 1, bias=False), nn.BatchNorm2d(adjust))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.in_channels, self.out_channels = 3, int(adjust)
@@ -165,6 +198,8 @@ class EfficientLiteBackbone(nn.Module):
                 "adjust": self.out_channels, "frozen_stages": self.frozen_stages}
         if not self.freeze_bn:
             spec["freeze_bn"] = False
+        if self.widths is not None:
+            spec["widths"] = self.widths
         return spec
 
     def _freeze(self) -> None:

@@ -119,21 +119,27 @@ def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE, head: str = "
 
 def efficientnet_lite_spec(variant: str = "lite0", width: float = 1.0, out_scale: float = OUT_SCALE,
                            stages: int = 3, adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
-                           freeze_bn: bool = True, head: str = "xcorr", tower: int = 2) -> ArchSpec:
+                           freeze_bn: bool = True, head: str = "xcorr", tower: int = 2,
+                           widths: dict[str, Any] | None = None) -> ArchSpec:
     """EfficientNet-Lite ``variant`` (lite0/1/2) up to ``stages`` (3: 40 channels at stride 8 for
     Lite0/1, 48 for Lite2; 4-5 dilated) + a 1x1 adjust to ``adjust`` channels; the head correlates the
     centred ``exemplar_crop`` x ``exemplar_crop`` window of the 16x16 exemplar map with the 32x32
     search map (a 25x25 response). ``frozen_stages`` leading stages (0 = stem) get no gradient.
     Initialise with ImageNet weights through :func:`siamtrack.models.efficientnet.load_imagenet`
     (``model.pretrained: imagenet``). ``head="box"`` swaps the xcorr head for the SiamFC++-style box
-    head (:class:`~.heads.BoxHead`)."""
+    head (:class:`~.heads.BoxHead`). ``widths`` narrows it (a compact student whose channels
+    :mod:`siamtrack.compress.narrow` selects from a trained or ImageNet network, not ImageNet's)."""
     if width != 1.0:
         raise ValueError(f"efficientnet_{variant} has no width multiplier (the ImageNet weights fix it)")
     backbone = {"type": "efficientnet_lite", "variant": variant, "stages": stages, "adjust": adjust,
                 "frozen_stages": frozen_stages}
     if not freeze_bn:
         backbone["freeze_bn"] = False
-    return _with_head({"version": SPEC_VERSION, "name": f"efficientnet_{variant}_s{stages}", "in_channels": 3,
+    name = f"efficientnet_{variant}_s{stages}"
+    if widths is not None:
+        backbone["widths"] = widths
+        name += "_narrow"
+    return _with_head({"version": SPEC_VERSION, "name": name, "in_channels": 3,
                        "backbone": backbone, "head": head_spec(head, out_scale, exemplar_crop, tower)}, head)
 
 
