@@ -362,7 +362,8 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, metavar="teacher|student|alexnet|PATH[@onnx|@int8]",
                    help="shipped weights by name, a checkpoint file or a folder written by `siamtrack "
                         "export` (default: student, else teacher; named weights are looked up in "
-                        "$SIAMTRACK_WEIGHTS, the repo's weights/, ./weights); a @onnx / @int8 suffix "
+                        "$SIAMTRACK_WEIGHTS, the source tree's weights/, the installed copy "
+                        "<prefix>/share/siamtrack/weights, ./weights); a @onnx / @int8 suffix "
                         "runs the fp32 / int8 ONNX graphs on onnxruntime")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="where the network runs (default: cuda when available; onnxruntime: cpu)")
