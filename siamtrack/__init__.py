@@ -13,13 +13,14 @@ from .version import __version__
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {"CheckpointError": "siamtrack.checkpoint", "load_model": "siamtrack.checkpoint",
          "TrackerConfig": "siamtrack.config", "SiamFCTracker": "siamtrack.tracking.tracker",
-         "WEIGHTS": "siamtrack.weights"}
+         "WEIGHTS": "siamtrack.weights", "apply_threads": "siamtrack.tracking.threads"}
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointError, load_model
     from .config import TrackerConfig
     from .tracking.tracker import SiamFCTracker
+    from .tracking.threads import apply_threads
     from .weights import WEIGHTS
 
 

@@ -89,15 +89,15 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
     from .tracking.tracker import SiamFCTracker
     from .weights import PRETRAINED, WEIGHTS, resolve_weights, search_dirs
 
-    if weights:
-        return SiamFCTracker.from_pretrained(weights, device=device, backend=backend)
+    if weights:  # threads=None: the command applied --threads before loading
+        return SiamFCTracker.from_pretrained(weights, device=device, backend=backend, threads=None)
     for name in ("student", "teacher"):
         try:
             resolve_weights(name)
         except CheckpointError:
             continue
         # corrupt files raise, no fallback
-        return SiamFCTracker.from_pretrained(name, device=device, backend=backend)
+        return SiamFCTracker.from_pretrained(name, device=device, backend=backend, threads=None)
     dirs = ", ".join(str(d) for d in search_dirs())
     raise CheckpointError(
         f"no trained weights are shipped yet ({' / '.join(PRETRAINED.values())} not found in {dirs}); "

@@ -10,7 +10,7 @@ import pytest
 
 from siamtrack.cli import build_parser
 from siamtrack.data.synthetic import SyntheticClip, make_clip
-from siamtrack.tracking.confidence import response_stats, roc_auc, separation_labels
+from siamtrack.tracking.confidence import calibrated_score, response_stats, roc_auc, separation_labels
 from siamtrack.geometry import iou
 from siamtrack.tracking.opencv_api import TrackerSiamFC
 from siamtrack.tracking.tracker import SiamFCTracker
@@ -46,8 +46,15 @@ def test_response_stats_sharp_peak_beats_flat_map():
 
 # ------------------------------------------------------------------ tracker on generated clips
 @pytest.fixture(scope="module")
-def student() -> SiamFCTracker:
+def loaded_student() -> SiamFCTracker:
     return SiamFCTracker.from_pretrained("student", device="cpu")
+
+
+@pytest.fixture
+def student(loaded_student) -> SiamFCTracker:
+    """A fresh tracker per test on the one loaded engine: tests rewrite ``cfg``, and a shared tracker
+    would hand the next test whatever settings the previous one left."""
+    return SiamFCTracker(loaded_student.engine, loaded_student.cfg)
 
 
 def _clip(seed: int = 3) -> SyntheticClip:
@@ -55,7 +62,7 @@ def _clip(seed: int = 3) -> SyntheticClip:
                      style="object")
 
 
-def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(student):
+def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(student, loaded_student):
     student.cfg = dataclasses.replace(student.cfg, redetect=False)
     clip = _clip()
     student.init(clip.frame(0), clip.boxes[0])
@@ -68,8 +75,13 @@ def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(stu
     for _ in range(8):  # the target is gone: background only
         student.update(clip.background)
         off.append(student.score)
+    # the shipped thresholds, whatever an earlier test set on its own tracker
+    assert student.cfg == dataclasses.replace(loaded_student.cfg, redetect=False)
     assert min(on) > 0.45 and max(off) < min(on) and np.median(off) < student.cfg.lost_threshold, (on, off)
-    assert 0.0 <= min(off) and max(on) <= 1.0
+    # the score is the calibrated fit of the last response's statistics, not any number in [0, 1]
+    cfg = student.cfg
+    assert student.score == pytest.approx(float(calibrated_score(
+        student.stats, cfg.conf_bias, (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))))
 
 
 def _lost_run(student, redetect: bool):
@@ -160,3 +172,55 @@ def test_threads_option_must_be_positive(tmp_path):
     from siamtrack.cli import main
 
     assert main(["demo", "--threads", "0", "--output", str(tmp_path)]) == 2
+
+
+# ------------------------------------------------------------------ threads in force after a run
+@pytest.fixture
+def restore_threads():
+    import torch
+
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    torch.set_num_threads(saved[0])
+    cv2.setNumThreads(saved[1])
+
+
+def _run(tracker, frames: int = 3) -> None:
+    clip = _clip()
+    tracker.init(clip.frame(0), clip.boxes[0])
+    for k in range(1, frames):
+        tracker.update(clip.frame(k))
+
+
+def test_python_api_applies_the_cli_thread_policy(restore_threads):
+    import torch
+
+    from siamtrack import apply_threads
+    from siamtrack.tracking.threads import DEFAULT_THREADS
+
+    apply_threads(3)  # what torch would pick on a many-core machine
+    _run(SiamFCTracker.from_pretrained("student", device="cpu"))
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (DEFAULT_THREADS, DEFAULT_THREADS)
+    apply_threads(3)
+    _run(TrackerSiamFC.create("student", device="cpu").tracker)
+    assert torch.get_num_threads() == DEFAULT_THREADS
+    _run(TrackerSiamFC.create("student", device="cpu", threads=2).tracker)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (2, 2)
+    apply_threads(3)
+    _run(SiamFCTracker.from_pretrained("student", device="cpu", threads=None))  # the app decides
+    assert torch.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_cli_run_leaves_its_threads_in_force(threads, tmp_path, restore_threads):
+    import torch
+
+    from siamtrack.cli import main
+    from siamtrack.tracking.threads import DEFAULT_THREADS, apply_threads
+
+    apply_threads(3)
+    extra = [] if threads is None else ["--threads", str(threads)]
+    assert main(["demo", "--frames", "3", "--weights", "student", "--device", "cpu",
+                 "--output", str(tmp_path), *extra]) == 0
+    expected = DEFAULT_THREADS if threads is None else threads
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (expected, expected)

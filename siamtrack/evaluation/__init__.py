@@ -12,6 +12,21 @@ Modules (each small, imported on demand by the ``siamtrack benchmark`` / ``speed
 Importing this package stays cheap (the main ``siamtrack`` command imports :mod:`.cli` to register
 its sub-commands); :mod:`.plots` selects matplotlib's Agg backend only when a benchmark draws.
 """
-from ..models.profile import count_macs
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["count_macs"]
+
+if TYPE_CHECKING:
+    from ..models.profile import count_macs
+
+
+def __getattr__(name: str) -> Any:
+    """``count_macs`` on first use: the command line imports this package for its sub-commands, and
+    ``siamtrack --help`` must not wait for torch."""
+    if name == "count_macs":
+        from ..models.profile import count_macs
+
+        return count_macs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

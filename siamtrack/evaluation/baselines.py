@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
-from got10k.trackers import Tracker
+from ..tracking.base import TrackerBase
 
 #: baseline key -> tracker name used in results, tables and plots
 BASELINE_NAMES: dict[str, str] = {"mil": "MIL", "kcf": "KCF", "csrt": "CSRT", "nano": "NanoTrack",
@@ -183,7 +183,7 @@ def to_int_rect(box: Sequence[float]) -> tuple[int, int, int, int]:
     return (int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h))))
 
 
-class OpenCVTracker(Tracker):
+class OpenCVTracker(TrackerBase):
     """got10k tracker around any OpenCV ``cv2.Tracker`` (RGB in, float ``[x, y, w, h]`` out).
 
     ``factory`` creates a fresh OpenCV tracker for every sequence (OpenCV trackers cannot be

@@ -66,7 +66,8 @@ class TrackerSpec:
             from ..tracking.tracker import SiamFCTracker
 
             return SiamFCTracker.from_pretrained(self.source, device=self.device, name=self.name,
-                                                 backend=self.backend, precision=self.precision)
+                                                 backend=self.backend, precision=self.precision,
+                                                 threads=None)  # the worker / speed loop sets them
         if self.kind == "opencv":
             return make_baseline(self.source, dict(self.files), name=self.name)
         raise ValueError(f"unknown tracker kind {self.kind!r}")

@@ -30,7 +30,8 @@ class TrackerSiamFC:
     @classmethod
     def create(cls, weights: str = "student", **kwargs: Any) -> "TrackerSiamFC":
         """Like ``cv2.TrackerNano_create``: ``weights`` is what ``SiamFCTracker.from_pretrained``
-        takes (``"student"``, ``"teacher"``, a checkpoint, an export folder, ``"student@int8"``)."""
+        takes (``"student"``, ``"teacher"``, a checkpoint, an export folder, ``"student@int8"``), as
+        are ``kwargs`` (``device``, ``threads``: 1 by default, the command line's policy)."""
         return cls(SiamFCTracker.from_pretrained(weights, **kwargs))
 
     @staticmethod

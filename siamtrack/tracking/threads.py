@@ -9,6 +9,10 @@ default vs 118 fps with ``OMP_NUM_THREADS=1``. One thread has no barrier to wait
 degrades only by the CPU share it loses. onnxruntime sessions follow ``torch.get_num_threads()``
 (:class:`~siamtrack.deploy.runtime.OrtEngine`) and never spin. ``--threads N`` on ``track``, ``demo``,
 ``benchmark`` and ``speed`` overrides the policy (e.g. a big teacher on a quiet many-core machine).
+The Python API applies the same policy: ``SiamFCTracker.from_pretrained(..., threads=1)`` and
+``TrackerSiamFC.create(..., threads=1)`` by default, ``threads=None`` to keep the process's setting
+(an application that tunes torch itself); :func:`apply_threads` is exported as
+``siamtrack.apply_threads``. Measured by ``experiments/busy_speed.py --api``.
 """
 from __future__ import annotations
 

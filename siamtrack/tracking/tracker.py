@@ -13,8 +13,9 @@ The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyT
 Which engine and which files is :mod:`siamtrack.weights`' business; :meth:`SiamFCTracker.from_pretrained`
 only asks it. Stride, response size and offset are read from the network (:func:`siamtrack.models.geometry`).
 
-The class subclasses :class:`got10k.trackers.Tracker`, so ``tracker.track(img_files, box)`` and the
-got10k experiments work unchanged. Boxes are ``[x, y, w, h]`` float pixels (0-based, continuous) and
+The class is a :class:`got10k.trackers.Tracker` once got10k is imported (:mod:`.base`: tracking
+alone does not import it), so ``tracker.track(img_files, box)`` and the got10k experiments work
+unchanged. Boxes are ``[x, y, w, h]`` float pixels (0-based, continuous) and
 images are RGB ``uint8`` ``(H, W, 3)`` numpy arrays or PIL images, as everywhere in siamtrack.
 """
 from __future__ import annotations
@@ -29,15 +30,16 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
-from got10k.trackers import Tracker
 
 from ..config import TrackerConfig
 from ..geometry import context_size, crop_squares, hann_window
 from ..models import geometry, head_kind
 from ..models.inference import Engine, TorchEngine
+from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
 from .confidence import calibrated_score, classification_maps, response_stats
 from .redetect import LostSearch
+from .threads import DEFAULT_THREADS, apply_threads
 
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
@@ -139,7 +141,7 @@ def equal_norms(kernels: Any, reference: int) -> Any:
     return kernels * (norms[reference] / norms).reshape(-1, 1, 1, 1)
 
 
-class SiamFCTracker(Tracker):
+class SiamFCTracker(TrackerBase):
     """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
@@ -241,10 +243,14 @@ class SiamFCTracker(Tracker):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] = "student",
                         device: str | torch.device | None = None, name: str | None = None,
-                        backend: str | None = None, precision: str | None = None) -> "SiamFCTracker":
+                        backend: str | None = None, precision: str | None = None,
+                        threads: int | None = DEFAULT_THREADS) -> "SiamFCTracker":
         """Tracker from shipped weights (``"teacher"`` / ``"student"``), a checkpoint path or a folder
         written by ``siamtrack export``, optionally with a variant suffix: ``"student@onnx"``
         (onnxruntime, fp32), ``"student@int8"`` (onnxruntime, int8 search graph).
+
+        ``threads``: torch's and OpenCV's threads, set with :func:`~.threads.apply_threads` (the
+        command line's policy: 1, steady beside other work); ``None`` keeps the process's setting.
 
         A thin wrapper around :func:`siamtrack.weights.load`, which knows the files, the export
         cache and the suffixes; the saved :class:`TrackerConfig` comes with the weights.
@@ -252,6 +258,8 @@ class SiamFCTracker(Tracker):
         """
         from ..weights import load
 
+        if threads is not None:
+            apply_threads(threads)
         loaded = load(name_or_path, device=device, backend=backend, precision=precision, name=name)
         tracker = cls(loaded.engine, loaded.config, device=device, name=loaded.resolved.name,
                       meta=loaded.meta, arch=loaded.arch)
