@@ -13,6 +13,7 @@ are printed as ONE line, ``siamtrack: error: ...``, with exit code 2 and no trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
@@ -136,11 +137,29 @@ class StopSignals:
         self.signum: int | None = None
         self.finalising = False
         self._saved: dict[int, Any] = {}
+        self._atomic = False
+        self._deferred = False
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None and not self.finalising:
+            if self._atomic:  # inside one frame's writes: stop right after them
+                self._deferred = True
+                return
             raise KeyboardInterrupt
         self.signum = self.signum or signum
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A block a second signal does not cut: its ``KeyboardInterrupt`` is raised when the block
+        ends, so one frame's video write and row write happen both or neither."""
+        self._atomic, self._deferred = True, False
+        try:
+            yield
+        finally:
+            self._atomic = False
+        if self._deferred:
+            self._deferred = False
+            raise KeyboardInterrupt
 
     def __enter__(self) -> "StopSignals":
         import signal
@@ -169,17 +188,19 @@ class StopSignals:
 def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first: np.ndarray,
                   box: Sequence[float], video_path: Path | None, boxes_path: Path, fps: float | None,
                   total: int | None, max_frames: int | None, desc: str, show: bool = False,
-                  truth: np.ndarray | None = None, overwrite: bool = False) -> tuple[list[BoxRow], float, int]:
+                  truth: np.ndarray | None = None, overwrite: bool = False,
+                  pad_to: int | None = None) -> tuple[list[BoxRow], float, int]:
     """Track ``first`` + ``frames`` (``(frame number, frame)`` pairs), writing rows and the video.
 
     Outputs are locked, written to temporary files and renamed into place at the end, including an
     end by Ctrl-C / SIGTERM / SIGHUP (every row so far is kept). A frame number skipped by the
     source (undecodable) gets a NaN row and a black video frame, so row k is always frame k. A
     failed write raises a one-line ``OSError`` naming the file; the rows before it are kept.
+    Any other exception also keeps the rows so far and removes the temporary files before it is
+    raised again (a ``ValueError`` with the rows named). With ``pad_to`` (a folder's exact frame
+    count), frames lost at the end get NaN rows too.
     Returns ``(rows, seconds spent in update, exit code)``: 0, or 128 + the signal that stopped it.
     """
-    import contextlib
-
     import cv2
     from tqdm import tqdm
 
@@ -214,17 +235,19 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
                 writer.close(keep=False)
             raise
 
+        signals = stack.enter_context(StopSignals())
+
         def emit(frame: np.ndarray | None, row: BoxRow, index: int) -> None:
-            if writer is not None:  # video first: its write can fail silently, the rows' cannot
-                extra = [(truth[index], gt_colour)] if truth is not None and index < len(truth) else []
-                writer.write(first * 0 if frame is None else frame, row[:4], score=row[4], label=label,
-                             extra_boxes=extra)
-            rows_file.write(_format_row(row[:4], row[4]))
+            with signals.atomic():  # a second signal waits for both writes: frames and rows in step
+                if writer is not None:  # video first: its write can fail silently, the rows' cannot
+                    extra = [(truth[index], gt_colour)] if truth is not None and index < len(truth) else []
+                    writer.write(first * 0 if frame is None else frame, row[:4], score=row[4], label=label,
+                                 extra_boxes=extra)
+                rows_file.write(_format_row(row[:4], row[4]))
             if show and frame is not None:
                 cv2.imshow("siamtrack", cv2.cvtColor(draw_box(frame, row[:4], row[4], label=label),
                                                      cv2.COLOR_RGB2BGR))
 
-        signals = stack.enter_context(StopSignals())
         code, failure = 0, None
         bar = tqdm(total=total, initial=1, unit="frame", desc=desc, dynamic_ncols=True)
         try:
@@ -245,9 +268,14 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
                 bar.set_postfix(fps=_fps_text(len(rows) - 1, update_s), refresh=False)
                 if signals.signum or (show and (cv2.waitKey(1) & 0xFF) in (27, ord("q"))):
                     break
+            else:
+                while pad_to is not None and len(rows) < pad_to and not (max_frames and len(rows) >= max_frames):
+                    rows.append(nan_row)  # a folder's unreadable last frames are frames too
+                    emit(None, nan_row, len(rows) - 1)
+                    bar.update(1)
         except KeyboardInterrupt:
             signals.signum = signals.signum or 2
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, remove the temporaries
             failure = exc
         finally:
             signals.finalising = True
@@ -267,7 +295,10 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
         if failure is not None:
             video_note = "" if writer is None else "; no video written"
             rows_note = f"{kept} whole rows kept in {boxes_path}" if kept else "no rows written"
-            raise OSError(f"{failure}; stopped with {rows_note}{video_note}")
+            if isinstance(failure, (OSError, ValueError)):  # the one-line errors of the CLI
+                kind = OSError if isinstance(failure, OSError) else ValueError
+                raise kind(f"{one_line(failure)}; stopped with {rows_note}{video_note}") from failure
+            raise failure
     return rows, update_s, code
 
 
@@ -308,11 +339,13 @@ def cmd_track(args: argparse.Namespace) -> int:
             total = min(total, args.max_frames) if total else args.max_frames
         rows, update_s, code = _track_stream(
             tracker, frames, first, box, video_path, boxes_path, source.fps, total, args.max_frames,
-            desc=source.name, show=args.show, overwrite=args.overwrite)
+            desc=source.name, show=args.show, overwrite=args.overwrite,
+            pad_to=source.frame_count if source.exact_count else None)
         damage = source.damage_report()
     if damage:
-        print(f"siamtrack: warning: {args.source}: {damage} (frames lost before the last decoded one "
-              f"have NaN rows in {boxes_path})", file=sys.stderr)
+        which = "every unreadable frame has a NaN row" if source.exact_count else \
+            "frames lost before the last decoded one have NaN rows"
+        print(f"siamtrack: warning: {args.source}: {damage} ({which} in {boxes_path})", file=sys.stderr)
     n_upd = len(rows) - 1
     ms = f"{1000 * update_s / n_upd:.1f} ms/frame" if n_upd else "no updates"
     status, stop = "tracked", ""

@@ -83,7 +83,8 @@ def no_leftovers(folder: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ full disk
-def test_full_disk_while_writing_the_video_exits_2_and_keeps_whole_rows(files, tmp_path, monkeypatch, capfd):
+def test_a_writer_reporting_a_full_disk_exits_2_and_keeps_whole_rows(files, tmp_path, monkeypatch, capfd):
+    # the command line's answer to the writer's signal; the real full disk is the next test
     calls = {"n": 0}
 
     def full_after_five(path: Path) -> bool:
@@ -99,6 +100,40 @@ def test_full_disk_while_writing_the_video_exits_2_and_keeps_whole_rows(files, t
     assert f"cannot write video {out}: No space left on device" in err[0] and "5 whole rows kept" in err[0]
     assert "tracked" not in captured.out  # nothing reported as success
     assert not out.exists() and rows_of(boxes).shape == (5, 5) and no_leftovers(tmp_path) == []
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 64 KiB tmpfs mounted for the test: a disk that really fills (needs root and mount rights)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("video", [True, False], ids=["video", "boxes-only"])
+def test_a_really_full_disk_exits_2_keeps_whole_rows_and_leaves_nothing(video, files, small_fs, capfd):
+    out, boxes = small_fs / "o.mp4", small_fs / "o.txt"
+    extra = ["--output", str(out)] if video else ["--no-video"]
+    pad = small_fs / "pad"  # leave ~8 KiB so the boxes alone fill it too
+    pad.write_bytes(b"\0" * (0 if video else 56 * 1024))
+    rc = track(files, *extra, "--boxes", str(boxes), source=files["long"])
+    err = [ln for ln in capfd.readouterr().err.splitlines() if "siamtrack: error" in ln]
+    assert rc == 2 and len(err) == 1 and ("No space left on device" in err[0] or "disk full" in err[0]), err
+    assert not out.exists() and [p.name for p in small_fs.iterdir() if p.name.startswith(".")] == []
+    text = boxes.read_text() if boxes.exists() else ""
+    assert text.endswith("\n") or text == ""  # no torn last row
+    rows = rows_of(boxes) if text else np.zeros((0, 5))
+    note = f"{len(rows)} whole rows kept" if len(rows) else "no rows written"
+    assert rows.shape[1] == 5 and len(rows) < 400 and note in err[0], err
 
 
 def test_a_short_row_write_leaves_no_torn_row(tmp_path, monkeypatch):
@@ -160,21 +195,24 @@ def test_second_run_on_a_locked_output_is_refused(files, tmp_path, capfd):
     assert track(files, "--output", str(out), "--boxes", str(boxes)) == 0  # lock released
 
 
-def test_two_concurrent_runs_never_mix_one_file(files, tmp_path):
+def test_a_run_in_another_process_holding_the_lock_refuses_this_one(files, tmp_path, capfd):
+    # a lock that only one process sees would let two runs interleave one file: hold it elsewhere
     out, boxes = tmp_path / "o.mp4", tmp_path / "o.txt"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    argv = [sys.executable, "-m", "siamtrack", "track", str(files["long"]), "--box", BOX, "--weights",
-            str(files["weights"]), "--device", "cpu", "--output", str(out), "--boxes", str(boxes),
-            "--max-frames", "60", "--overwrite"]
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    results = [(p.wait(timeout=240), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
-    codes = sorted(rc for rc, _ in results)
-    assert codes[0] == 0 and codes[1] in (0, 2), results
-    if codes[1] == 2:
-        assert any("being written by another run" in e for _, e in results)
-    rows = rows_of(boxes)  # one run's 60 whole rows, never an interleaving of both
-    assert rows.shape == (60, 5) and frames_in(out) == 60
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom siamtrack.io.output import OutputLock\n"
+        f"lock = OutputLock(Path({str(boxes)!r}), 'boxes').acquire()\nprint('held', flush=True)\n"
+        "sys.stdin.read()")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # type: ignore[union-attr]
+        rc = track(files, "--output", str(out), "--boxes", str(boxes))
+        err = capfd.readouterr().err
+        assert rc == 2 and f"boxes {boxes} is being written by another run" in err, err
+        assert not out.exists() and not boxes.exists()
+    finally:
+        holder.communicate("", timeout=60)
+    assert track(files, "--output", str(out), "--boxes", str(boxes)) == 0  # the holder is gone
+    assert no_leftovers(tmp_path) == []
 
 
 # ------------------------------------------------------------------ damaged input
@@ -349,3 +387,93 @@ def test_one_tracker_in_two_threads_raises_two_trackers_work(files):
         worker.join()
     shared.engine.respond = real_respond  # type: ignore[method-assign]
     shared.update(seq.frames[2])  # usable again once the other call is done
+
+
+# ------------------------------------------------------------------ issue 26: whole or absent, every error
+def _folder(files, tmp_path: Path, broken: tuple[int, ...], n: int = 8) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(files["seq"].frames[:n]):
+        path = folder / f"{k:04d}.png"
+        if k in broken:
+            path.write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # a truncated download
+        else:
+            cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_unreadable_folder_images_get_nan_rows_and_a_warning(files, tmp_path, capfd):
+    folder = _folder(files, tmp_path, broken=(3, 7))
+    out, boxes = tmp_path / "f.mp4", tmp_path / "f.txt"
+    assert track(files, "--output", str(out), "--boxes", str(boxes), source=folder) == 0
+    err = capfd.readouterr().err
+    assert "6 of 8 frames decoded, 2 unreadable, from frame 3" in err and "NaN row" in err
+    rows = rows_of(boxes)
+    assert rows.shape == (8, 5) and frames_in(out) == 8  # row k is image k, the last one too
+    assert np.isnan(rows[[3, 7]]).all() and np.isfinite(np.delete(rows, [3, 7], axis=0)).all()
+    assert no_leftovers(tmp_path) == []
+
+
+def test_unreadable_first_folder_image_is_a_one_line_error(files, tmp_path, capfd):
+    folder = _folder(files, tmp_path, broken=(0,), n=3)
+    assert track(files, "--boxes", str(tmp_path / "f.txt"), "--output", str(tmp_path / "f.mp4"),
+                 source=folder) == 2
+    assert "cannot read image" in capfd.readouterr().err and not (tmp_path / "f.txt").exists()
+
+
+@pytest.mark.parametrize("error", [RuntimeError, ValueError])
+def test_any_exception_keeps_the_rows_so_far_and_removes_temporaries(error, files, tmp_path, monkeypatch, capfd):
+    real = SiamFCTracker.update
+    calls = {"n": 0}
+
+    def failing(self, image):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise error("the network fell over")
+        return real(self, image)
+
+    monkeypatch.setattr(SiamFCTracker, "update", failing)
+    out, boxes = tmp_path / "e.mp4", tmp_path / "e.txt"
+    if error is RuntimeError:  # not a user error: it propagates, after the outputs are settled
+        with pytest.raises(RuntimeError, match="fell over"):
+            track(files, "--output", str(out), "--boxes", str(boxes))
+    else:
+        assert track(files, "--output", str(out), "--boxes", str(boxes)) == 2
+        assert "the network fell over; stopped with 5 whole rows kept" in capfd.readouterr().err
+    assert rows_of(boxes).shape == (5, 5) and not out.exists() and no_leftovers(tmp_path) == []
+
+
+def test_temporaries_of_a_killed_run_are_swept_by_the_next_run_on_that_path(files, tmp_path):
+    out, boxes = tmp_path / "k.mp4", tmp_path / "k.txt"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "siamtrack", "track", str(files["long"]), "--box", BOX,
+                             "--weights", str(files["weights"]), "--device", "cpu", "--output", str(out),
+                             "--boxes", str(boxes)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if [p for p in tmp_path.glob(".k.partial-*.txt") if p.stat().st_size > 100]:
+            break
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: none of its clean-up runs
+    proc.wait()
+    left = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
+    assert left == [f".k.partial-{proc.pid}.mp4", f".k.partial-{proc.pid}.txt"], left
+    live = tmp_path / f".k.partial-{os.getppid()}.txt"  # a live process's file: left alone
+    live.write_text("x")
+    assert track(files, "--output", str(out), "--boxes", str(boxes), "--max-frames", "3") == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [live.name]
+
+
+def test_a_second_signal_between_the_video_and_the_row_write_keeps_them_in_step(files, tmp_path, monkeypatch):
+    real = AnnotatedVideoWriter.write
+
+    def write_then_signals(self, frame, *args, **kwargs):
+        real(self, frame, *args, **kwargs)
+        if self.frames_written == 5:  # the worst moment: video frame 5 written, its row not yet
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # the impatient second one raises KeyboardInterrupt
+
+    monkeypatch.setattr(AnnotatedVideoWriter, "write", write_then_signals)
+    out, boxes = tmp_path / "s.mp4", tmp_path / "s.txt"
+    assert track(files, "--output", str(out), "--boxes", str(boxes), source=files["long"]) == 143
+    assert len(rows_of(boxes)) == frames_in(out) == 5 and no_leftovers(tmp_path) == []

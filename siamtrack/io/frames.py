@@ -5,8 +5,10 @@ it, and it is the only reader in siamtrack that does so. Every source reports ``
 unknown) and ``frame_count`` (``None`` for cameras; a container's own count for videos, which can be
 approximate) so callers can size progress bars without decoding twice.
 
-Errors are meant to be read by a person: a missing path is ``FileNotFoundError``, a file OpenCV
-cannot decode or an empty folder is ``ValueError``, each naming the path.
+Errors are meant to be read by a person: a missing path is ``FileNotFoundError``, a video OpenCV
+cannot decode, an empty folder or an unreadable first image is ``ValueError``, each naming the path.
+Frames that cannot be decoded later on (a damaged video, a broken image in a folder) are skipped
+and counted (:meth:`FrameSource.damage_report`), so a long run is not lost to one bad frame.
 """
 from __future__ import annotations
 
@@ -85,6 +87,9 @@ class FrameSource:
     decoded: int = 0
     unreadable: int = 0
     first_unreadable: int | None = None
+    #: Whether ``frame_count`` is exact (a folder's files): then frames lost at the end are frames
+    #: too, and get rows; a container's count can be approximate, so a video's missing tail gets none.
+    exact_count: bool = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -103,6 +108,11 @@ class FrameSource:
         total = self.decoded + self.unreadable
         return (f"{self.decoded} of {total} frames decoded, {self.unreadable} unreadable, "
                 f"from frame {self.first_unreadable}")
+
+    def _lost(self, start: int, count: int) -> None:
+        if self.first_unreadable is None:
+            self.first_unreadable = start
+        self.unreadable += count
 
     def close(self) -> None:
         """Release OS resources (no-op for folders)."""
@@ -166,11 +176,6 @@ class _CaptureSource(FrameSource):
         if claimed is not None and index < claimed:
             self._lost(index, claimed - index)
 
-    def _lost(self, start: int, count: int) -> None:
-        if self.first_unreadable is None:
-            self.first_unreadable = start
-        self.unreadable += count
-
     def close(self) -> None:
         self._cap.release()
 
@@ -210,6 +215,8 @@ class CameraSource(_CaptureSource):
 class ImageFolderSource(FrameSource):
     """Images in a folder (jpg/jpeg/png/bmp, case-insensitive), in natural sort order."""
 
+    exact_count = True
+
     def __init__(self, folder: str | Path, fps: float | None = None) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -224,11 +231,25 @@ class ImageFolderSource(FrameSource):
         self.folder = folder
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for path in self.files:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        for _, frame in self.indexed():
+            yield frame
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Read every image; one that cannot be decoded (truncated, not an image) is skipped like a
+        damaged video's frame: its number is left out, counted in ``unreadable`` and named by
+        :meth:`damage_report`, so a tracker run gives it a NaN row instead of stopping. The first
+        image is where the box is given, so an unreadable first image is a ``ValueError``."""
+        self.decoded, self.unreadable, self.first_unreadable = 0, 0, None
+        for index, path in enumerate(self.files):
+            with _quiet_stderr_fd():
+                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ValueError(f"cannot read image {path}")
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                if index == 0:
+                    raise ValueError(f"cannot read image {path}, the first frame (where the box is given)")
+                self._lost(index, 1)
+                continue
+            self.decoded += 1
+            yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def open_source(source: str | int | Path) -> FrameSource:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from glob import escape as glob_escape
 from pathlib import Path
 from types import TracebackType
 
@@ -73,8 +74,44 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True
+
+
+def sweep_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` (:func:`temp_path`) left by runs whose process is gone
+    (SIGKILL, power loss: no code of theirs ran to clean up); returns what was removed.
+
+    Called by the run that holds ``path``'s lock, so no live run can be writing them; a file of a
+    live process (a PID reused, a run without locks) is left alone all the same.
+    """
+    path = Path(path)
+    prefix, removed = f".{path.stem}.partial-", []
+    try:
+        candidates = list(path.parent.glob(f"{glob_escape(prefix)}*{glob_escape(path.suffix)}"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid = tmp.name[len(prefix):len(tmp.name) - len(path.suffix)]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
 class OutputLock:
     """Exclusive, non-blocking ``flock`` on ``.<name>.lock`` next to ``path``; a second holder fails.
+    Once held, the temporary files dead runs left for ``path`` are removed (:func:`sweep_stale_temps`).
 
     The lock file is removed on release; a lock taken on a file that another run unlinked meanwhile
     is retried, so two runs can never both hold the lock for one path.
@@ -104,6 +141,7 @@ class OutputLock:
                 same = False
             if same:
                 self._fd = fd
+                sweep_stale_temps(self.path)  # what a killed earlier run on this path left
                 return self
             os.close(fd)  # the previous holder removed the file between our open and flock
 
