@@ -61,6 +61,31 @@ def test_imagenet_weights_map_strictly_and_classify_a_photo(shared_data, variant
     assert float(prob.max()) > 0.5    # a peaked softmax (Lite0 0.95, Lite1 0.66, Lite2 0.72), not a uniform one
 
 
+def _pattern(kind: str, side: int) -> torch.Tensor:
+    """A generated RGB 0..255 ``(1, 3, side, side)`` image: ImageNet classes a classifier must know
+    without any photo (CI has no ../shared): diagonal stripes are a window shade (venetian blinds,
+    class 905), three crossed cosines a honeycomb (class 599)."""
+    y, x = np.mgrid[0:side, 0:side] / side
+    if kind == "stripes":
+        v = np.sin(2 * np.pi * 10 * (x + y))
+    else:
+        v = sum(np.cos(2 * np.pi * 10 * (a * x + b * y)) for a, b in ((1, 0), (0.5, 0.866), (-0.5, 0.866)))
+    return torch.from_numpy(((v > 0) * 255).astype(np.float32)).expand(1, 3, side, side)
+
+
+@pytest.mark.parametrize("variant, resolution", [_variant("lite0", 224), _variant("lite1", 240),
+                                                 _variant("lite2", 260)])
+def test_imagenet_weights_classify_generated_patterns(variant, resolution):
+    """The strict mapping, checked on inputs made here: a mis-mapped tensor (BN statistics, a
+    depthwise kernel, the classifier) turns these answers into near-uniform noise (p ~ 0.001)."""
+    net, _ = load_imagenet_classifier(variant)
+    with torch.no_grad():
+        stripes = net(_pattern("stripes", resolution)).softmax(1)[0]
+        honeycomb = net(_pattern("honeycomb", resolution)).softmax(1)[0]
+    assert int(stripes.argmax()) == 905 and float(stripes.max()) > 0.15  # window shade
+    assert 599 in honeycomb.topk(2).indices.tolist() and float(honeycomb[599]) > 0.15  # honeycomb
+
+
 def test_missing_package_is_one_line_with_the_fix(monkeypatch):
     import importlib
 
