@@ -318,3 +318,56 @@ def test_box_head_onnx_parity_three_outputs(tmp_path) -> None:
     out = engine.respond(engine.embed_exemplar(crops.z[:1]), crops.x[:2])
     assert out.shape == (2, 6, 17, 17)
     assert manifest["stats"]["scale_num"] == 1
+
+
+# ------------------------------------------------------------------ the head registry (issue 26)
+def test_every_registered_head_is_complete():
+    from siamtrack.models.heads import HEAD_TYPES
+    from siamtrack.training.trainer import LOSSES
+
+    assert set(HEAD_TYPES) >= {"xcorr", "box"}
+    for kind in HEAD_TYPES.values():
+        assert callable(getattr(SiamFCTracker, SiamFCTracker.STEPS[kind.step])), kind.name
+        assert kind.loss in LOSSES and kind.outputs, kind.name
+
+
+@pytest.fixture
+def bias_head():
+    """A new head kind, added in one place: a registry entry (it steps and trains like xcorr)."""
+    from siamtrack.models.heads import HEAD_TYPES, HeadType, XCorrHead, register_head
+
+    class BiasedXCorr(XCorrHead):
+        kind = "biased_xcorr"
+
+        def spec(self) -> dict:
+            return {"type": self.kind, "out_scale": self.out_scale}
+
+    register_head(HeadType(name="biased_xcorr", build=lambda spec, c, s: BiasedXCorr(spec["out_scale"]),
+                           spec_entry=lambda o, e, t: {"type": "biased_xcorr", "out_scale": o},
+                           spec_of=lambda head: head.spec(), step="scales", loss="logistic",
+                           outputs=(("response", 0),)))
+    yield BiasedXCorr
+    HEAD_TYPES.pop("biased_xcorr")
+
+
+def test_a_head_added_to_the_registry_builds_tracks_trains_exports_and_profiles(bias_head):
+    from siamtrack.compress.prune_head import head_units
+    from siamtrack.config import TrainConfig
+    from siamtrack.deploy.export import search_outputs
+    from siamtrack.training.trainer import default_loss
+
+    torch.manual_seed(0)
+    spec = named_spec("student", width=0.25)
+    spec["head"] = {"type": "biased_xcorr", "out_scale": 0.001}
+    net = build_model(spec)
+    assert isinstance(net.head, bias_head) and model_spec(net)["head"]["type"] == "biased_xcorr"
+    tracker = SiamFCTracker(net, TrackerConfig())
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    tracker.init(frame, [60, 40, 30, 24])
+    assert np.isfinite(tracker.update(frame)).all() and tracker.head_kind == "biased_xcorr"
+    z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255
+    r = geometry(net, 127, 255).response_sz
+    loss, _ = default_loss(net, TrainConfig(), TrackerConfig())(net, z, x, torch.tensor([[0., 0, 40, 30]] * 2))
+    assert torch.isfinite(loss) and r == 17
+    assert search_outputs(net.head) == ["response"] and head_units(net.head) == []
+    assert count_macs(net)["scale_num"] == 3

@@ -41,7 +41,7 @@ def _top(scores: torch.Tensor, keep: int) -> torch.Tensor:
 
 def _copy_conv_bn(src: nn.Sequential, dst: nn.Sequential, out_idx: torch.Tensor,
                   in_idx: torch.Tensor | None) -> None:
-    """``Conv2dNormActivation`` ``dst`` = ``src`` sliced to outputs ``out_idx`` and inputs ``in_idx``
+    """``ConvBNAct`` ``dst`` = ``src`` sliced to outputs ``out_idx`` and inputs ``in_idx``
     (``None``: a depthwise conv, whose input channel is its output channel)."""
     w = src[0].weight.detach()[out_idx]
     if in_idx is not None:

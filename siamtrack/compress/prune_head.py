@@ -20,18 +20,16 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..models.heads import TOWER_BLOCK, head_kind
+from ..models.heads import TOWER_BLOCK, head_type
 
-TOWERS = {"cls_tower": "cls_out", "box_tower": "box_out"}  # tower -> the output conv it feeds
 # positions inside a tower block (see models.heads._separable_tower)
 _DW, _DW_BN, _PW, _PW_BN, _PW_ACT = 0, 1, 3, 4, 5
 
 
 def head_units(head: nn.Module) -> list[str]:
-    """Keys of the head's prunable units (a tower block's pointwise outputs); none for xcorr."""
-    if head_kind(head) != "box":
-        return []
-    return [f"{tower}.{k}" for tower in TOWERS for k in range(int(head.tower))]
+    """Keys of the head's prunable units (a tower block's pointwise outputs); none for a head without
+    towers (xcorr): its ``HeadType.towers`` says which there are."""
+    return [f"{tower}.{k}" for tower in head_type(head).towers for k in range(int(getattr(head, "tower", 0)))]
 
 
 def _block(head: nn.Module, key: str) -> list[nn.Module]:
@@ -88,14 +86,15 @@ def copy_head(old: nn.Module, new: nn.Module, embedding_keep: torch.Tensor,
     """Copy ``old``'s weights into the narrower ``new`` head: the embedding channels
     ``embedding_keep`` at each tower's input, and per head unit (order of :func:`head_units`) the kept
     channels ``keep`` (``None``: all of them)."""
-    if head_kind(old) != "box":
+    towers = head_type(old).towers
+    if not towers:  # no channels of its own
         new.load_state_dict(old.state_dict())
         return
     units = head_units(old)
     if keep is not None and len(keep) != len(units):
         raise ValueError(f"need one index set per head unit ({len(units)}), got {len(keep)}")
     kept = dict(zip(units, keep)) if keep is not None else {}
-    for tower, out_name in TOWERS.items():
+    for tower, out_name in towers.items():
         idx_in = embedding_keep
         for k in range(int(old.tower)):
             key = f"{tower}.{k}"

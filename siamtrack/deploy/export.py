@@ -34,7 +34,7 @@ from torch import nn
 
 from ..checkpoint import sha256_file
 from ..config import TrackerConfig
-from ..models.heads import XCorrHead, head_kind
+from ..models.heads import XCorrHead, head_type
 from ..models.inference import fuse_conv_bn
 from ..models.profile import count_macs
 from ..models.siamese import exemplar_embedding
@@ -100,15 +100,12 @@ class _SearchGraph(nn.Module):
         self.backbone, self.head = backbone, head
 
     def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        out = self.head(kernel, self.backbone(x.float()))
-        if out.shape[1] == 1:
-            return out[:, 0]
-        return out[:, 0], out[:, 1], out[:, 2:]   # box head: cls, quality, box
+        return head_type(self.head).split(self.head(kernel, self.backbone(x.float())))
 
 
 def search_outputs(head: nn.Module) -> list[str]:
     """Output names of the search graph for ``head``."""
-    return ["cls", "quality", "box"] if head_kind(head) == "box" else ["response"]
+    return [name for name, _ in head_type(head).outputs]
 
 
 def torch_response(net: nn.Module, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

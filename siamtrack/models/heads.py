@@ -5,12 +5,15 @@
   response cell a classification logit, a quality (centre-ness) logit and the distances to the four
   box edges, so one search crop per frame gives position and size.
 
-Both crop the exemplar map the same way (:func:`centre_crop`); :data:`HEAD_TYPES` maps a spec's
-``head.type`` to its class.
+Both crop the exemplar map the same way (:func:`centre_crop`). :data:`HEAD_TYPES` maps a spec's
+``head.type`` to its :class:`HeadType`, the one declaration of what the tracker loop, the loss,
+export, profiling and pruning need of that head.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -182,6 +185,90 @@ class BoxHead(nn.Module):
         return torch.cat([cls, box[:, :1], ltrb], dim=1)
 
 
+# ------------------------------------------------------------------ the registry
+@dataclass(frozen=True)
+class HeadType:
+    """One kind of head, declared once: what every part of siamtrack needs to know about it.
+
+    * models: ``build(spec, channels, stride)`` the module from a spec's ``head`` dict,
+      ``spec_entry(out_scale, exemplar_crop, tower)`` that dict for a new architecture,
+      ``spec_of(head)`` the dict a trained head is saved with;
+    * tracking: ``step``, the name of the per-frame step in ``SiamFCTracker.STEPS`` (``"scales"``:
+      SiamFC's multi-scale search of one response map; ``"box"``: one crop, a regressed box);
+    * training: ``loss``, the name of its objective in ``training.trainer.LOSSES``;
+    * export: ``outputs``, the search graph's ONNX outputs as ``(name, channels of the head's
+      output)``;
+    * profiling: ``crops_per_frame`` (``None``: the tracker's ``scale_num``), and the ``towers``'
+      convolutions are counted after the correlation;
+    * pruning: ``towers`` (tower attribute -> the output conv it feeds) are the head's own prunable
+      channels (``compress.prune_head``); a head without towers has none.
+
+    A new head that steps and trains like an existing one is one more entry; a new ``step`` or
+    ``loss`` is one more function registered under that name (``tests/test_box_head.py`` checks
+    every entry is complete).
+    """
+
+    name: str
+    build: Callable[[dict, int, int], nn.Module]
+    spec_entry: Callable[[float, int, int], dict]
+    spec_of: Callable[[nn.Module], dict]
+    step: str
+    loss: str
+    outputs: tuple[tuple[str, int | slice], ...]
+    crops_per_frame: int | None = None
+    towers: Mapping[str, str] = field(default_factory=dict)
+
+    def split(self, out: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The head's ``(B, C, r, r)`` output as the search graph's outputs (one tensor when one)."""
+        parts = tuple(out[:, channels] for _, channels in self.outputs)
+        return parts[0] if len(parts) == 1 else parts
+
+
+def _xcorr_spec_entry(out_scale: float, exemplar_crop: int, tower: int) -> dict:
+    out: dict[str, Any] = {"out_scale": out_scale}  # the format the shipped checkpoints hold (no type)
+    if exemplar_crop:
+        out.update(type="xcorr", exemplar_crop=exemplar_crop)
+    return out
+
+
+def _xcorr_spec_of(head: nn.Module) -> dict:
+    out: dict[str, Any] = {"out_scale": head.out_scale}
+    if head.exemplar_crop:
+        out["exemplar_crop"] = head.exemplar_crop
+    return out
+
+
+def _build_box(spec: dict, channels: int, stride: int) -> nn.Module:
+    width = spec.get("width")
+    return BoxHead(channels, exemplar_crop=int(spec.get("exemplar_crop", 0)), tower=int(spec.get("tower", 2)),
+                   stride=stride, width=None if width is None else int(width))
+
+
+#: ``spec["head"]["type"]`` -> its :class:`HeadType` (a spec without a type is the SiamFC xcorr head)
+HEAD_TYPES: dict[str, HeadType] = {}
+
+
+def register_head(head_type: HeadType) -> HeadType:
+    """Add a head kind to :data:`HEAD_TYPES` (its ``name`` is the spec's ``head.type``)."""
+    HEAD_TYPES[head_type.name] = head_type
+    return head_type
+
+
+register_head(HeadType(
+    name="xcorr",
+    build=lambda spec, channels, stride: XCorrHead(out_scale=float(spec.get("out_scale", OUT_SCALE)),
+                                                   exemplar_crop=int(spec.get("exemplar_crop", 0))),
+    spec_entry=_xcorr_spec_entry, spec_of=_xcorr_spec_of, step="scales", loss="logistic",
+    outputs=(("response", 0),)))
+register_head(HeadType(
+    name="box", build=_build_box,
+    spec_entry=lambda out_scale, exemplar_crop, tower: {"type": "box", "exemplar_crop": exemplar_crop,
+                                                        "tower": tower},
+    spec_of=lambda head: head.spec(), step="box", loss="box",
+    outputs=(("cls", 0), ("quality", 1), ("box", slice(2, None))), crops_per_frame=1,
+    towers={"cls_tower": "cls_out", "box_tower": "box_out"}))
+
+
 def head_kind(described: object) -> str:
     """``"xcorr"`` or ``"box"``: the head of a spec dict, a network with ``.head`` or a head module
     (a spec without a head type, as the shipped AlexNet and student hold, is xcorr)."""
@@ -191,19 +278,14 @@ def head_kind(described: object) -> str:
     return str(getattr(head, "kind", "xcorr"))
 
 
-#: ``spec["head"]["type"]`` -> class (a spec without a type is the SiamFC xcorr head)
-HEAD_TYPES: dict[str, type[nn.Module]] = {"xcorr": XCorrHead, "box": BoxHead}
+def head_type(described: object) -> HeadType:
+    """The :class:`HeadType` of a spec dict, a network or a head module."""
+    kind = head_kind(described)
+    if kind not in HEAD_TYPES:
+        raise ValueError(f"unknown head type {kind!r}; known: {sorted(HEAD_TYPES)}")
+    return HEAD_TYPES[kind]
 
 
 def build_head(spec: dict, channels: int, stride: int) -> nn.Module:
     """The head a spec's ``head`` dict describes, for a backbone of ``channels`` outputs at ``stride``."""
-    kind = spec.get("type", "xcorr")
-    if kind == "xcorr":
-        return XCorrHead(out_scale=float(spec.get("out_scale", OUT_SCALE)),
-                         exemplar_crop=int(spec.get("exemplar_crop", 0)))
-    if kind == "box":
-        width = spec.get("width")
-        return BoxHead(channels, exemplar_crop=int(spec.get("exemplar_crop", 0)),
-                       tower=int(spec.get("tower", 2)), stride=stride,
-                       width=None if width is None else int(width))
-    raise ValueError(f"unknown head type {kind!r}; known: {sorted(HEAD_TYPES)}")
+    return head_type({"head": spec}).build(spec, channels, stride)

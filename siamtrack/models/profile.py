@@ -11,13 +11,13 @@ compression code reuses this module for its MAC budget.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ..config import EXEMPLAR_SZ, INSTANCE_SZ
-from .heads import head_kind
+from .heads import head_type
 
 
 def _conv_macs(module: nn.Conv2d, output: torch.Tensor) -> int:
@@ -77,11 +77,12 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
         raise ValueError(f"search features {x_shape} smaller than exemplar features {z_shape}")
     xcorr = ho * wo * c * hz * wz
     head = getattr(net, "head", None)
-    if head_kind(head) == "box":
-        scale_num = 1
-        xcorr += _box_tower_macs(head, c, ho)
+    kind = head_type(head)
+    scale_num = kind.crops_per_frame or scale_num
+    if kind.towers:  # the head's own convolutions after the correlation
+        xcorr += _tower_macs(head, kind.towers, c, ho)
     per_crop = x_macs + xcorr
-    if scale_mode == "exemplar" and head_kind(head) != "box":
+    if scale_mode == "exemplar" and kind.crops_per_frame is None:  # a pyramid replaces the crops
         per_frame = x_macs + scale_num * xcorr
         return {"exemplar": scale_num * z_macs, "search_backbone": x_macs, "xcorr": scale_num * xcorr,
                 "per_crop": per_frame, "search": per_frame, "per_frame": per_frame, "scale_num": 1}
@@ -89,8 +90,9 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
             "search": scale_num * per_crop, "per_frame": scale_num * per_crop, "scale_num": scale_num}
 
 
-def _box_tower_macs(head: nn.Module, channels: int, side: int) -> int:
-    """MACs of the box head's towers and output convs on a ``side`` x ``side`` correlation map."""
+def _tower_macs(head: nn.Module, towers: Mapping[str, str], channels: int, side: int) -> int:
+    """MACs of a head's towers and the output convs they feed (``towers``: tower -> output conv, as
+    its :class:`~.heads.HeadType` declares) on a ``side`` x ``side`` correlation map."""
     total = 0
 
     def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
@@ -105,8 +107,8 @@ def _box_tower_macs(head: nn.Module, channels: int, side: int) -> int:
     head.eval()
     try:
         with torch.inference_mode():
-            head.cls_out(head.cls_tower(feat))
-            head.box_out(head.box_tower(feat))
+            for tower, out in towers.items():
+                getattr(head, out)(getattr(head, tower)(feat))
     finally:
         head.train(was_training)
         for h in handles:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .backbones import ALEXNET_GROUPS, ALEXNET_WIDTHS, ConvStack, LayerSpec, alexnet_layers, output_size
 from .efficientnet import EfficientLiteBackbone
-from .heads import HEAD_TYPES, build_head, head_kind
+from .heads import HEAD_TYPES, build_head, head_type
 from ..config import EXEMPLAR_SZ, INSTANCE_SZ, OUT_SCALE, ModelConfig
 
 ArchSpec = dict[str, Any]
@@ -51,14 +51,9 @@ def head_spec(head: str = "xcorr", out_scale: float = OUT_SCALE, exemplar_crop: 
               tower: int = 2) -> dict[str, Any]:
     """The ``head`` entry of a spec: SiamFC's xcorr (``"xcorr"``) or the SiamFC++-style box head
     (``"box"``, ``tower`` separable blocks per branch)."""
-    if head == "xcorr":  # the format the shipped checkpoints hold (no type: xcorr)
-        out: dict[str, Any] = {"out_scale": out_scale}
-        if exemplar_crop:
-            out.update(type="xcorr", exemplar_crop=exemplar_crop)
-        return out
-    if head == "box":
-        return {"type": "box", "exemplar_crop": exemplar_crop, "tower": tower}
-    raise ValueError(f"unknown head {head!r}; choose from {sorted(HEAD_TYPES)}")
+    if head not in HEAD_TYPES:
+        raise ValueError(f"unknown head {head!r}; choose from {sorted(HEAD_TYPES)}")
+    return HEAD_TYPES[head].spec_entry(out_scale, exemplar_crop, tower)
 
 
 def _with_head(spec: ArchSpec, head: str) -> ArchSpec:
@@ -222,14 +217,8 @@ def model_spec(net: SiamNet) -> ArchSpec:
     for layer in layers:
         if layer["type"] == "conv":
             layer["out"] = next(blocks).out_channels
-    if head_kind(net) == "xcorr":
-        head = {"out_scale": net.head.out_scale}
-        if net.head.exemplar_crop:
-            head["exemplar_crop"] = net.head.exemplar_crop
-    else:
-        head = net.head.spec()
     return {"version": SPEC_VERSION, "name": net.name, "in_channels": net.backbone.in_channels,
-            "backbone": layers, "head": head}
+            "backbone": layers, "head": head_type(net).spec_of(net.head)}
 
 
 #: ``spec["backbone"]["type"]`` -> constructor (a list of layer dicts builds a :class:`ConvStack`)

@@ -33,7 +33,7 @@ import torch
 
 from ..config import TrackerConfig
 from ..geometry import context_size, crop_squares, hann_window
-from ..models import geometry, head_kind
+from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
@@ -343,7 +343,7 @@ class SiamFCTracker(TrackerBase):
         self.avg_color = img.reshape(-1, 3).mean(0)
         self._clamp(img.shape[0], img.shape[1])
         z_sz = context_size(*self.target_sz, self.cfg.context)
-        if self.cfg.scale_mode == "exemplar" and self.head_kind != "box":
+        if self.cfg.scale_mode == "exemplar" and HEAD_TYPES[self.head_kind].crops_per_frame is None:
             # kernel i matches a target grown by factors[i]: its crop is factors[i] times tighter
             self._pyramid = self._scale_table()
             factors = self._pyramid[0]
@@ -402,9 +402,18 @@ class SiamFCTracker(TrackerBase):
                 self.center, self.lost = found, False
                 self._clamp(img.shape[0], img.shape[1])
             return self.box
-        if self.head_kind == "box":
-            self.center, self.target_sz, score = self._update_box(img, x_sz)
-            return self._finish(img, score)
+        step = getattr(self, self.STEPS[HEAD_TYPES[self.head_kind].step])
+        self.center, self.target_sz, score = step(img, x_sz)
+        return self._finish(img, score)
+
+    #: ``HeadType.step`` (``models.heads.HEAD_TYPES``) -> the method that moves the box one frame,
+    #: ``(image, search side) -> (centre, size, score)``
+    STEPS = {"scales": "_update_scales", "box": "_update_box"}
+
+    def _update_scales(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """SiamFC's step: ``scale_num`` crops (or one crop against the exemplar's scale pyramid), one
+        response map per scale, :meth:`_locate`."""
+        cfg = self.cfg
         if self._pyramid is not None:  # one crop against the exemplar's scale pyramid (set at init)
             factors, penalties = self._pyramid
             crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
@@ -422,9 +431,7 @@ class SiamFCTracker(TrackerBase):
         stride, offset = self.geometry.stride, self.geometry.offset
         disp = (np.array([col, row], dtype=np.float64) - (side - 1) / 2.0)
         disp = (disp * stride / cfg.response_up + offset) * x_sz * crop_scale / cfg.instance_sz
-        self.center = self.center + disp
-        self.target_sz = self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
-        return self._finish(img, score)
+        return self.center + disp, self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor), score
 
     def _finish(self, img: np.ndarray, score: float) -> np.ndarray:
         """Clamp the new state into the frame, set the score and the lost flag; the box to return."""

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..checkpoint import (CheckpointError, atomic_save, make_checkpoint, read_checkpoint,
                           remove_stale_temporaries)
 from ..config import TrackerConfig, TrainConfig
-from ..models import SiamNet, geometry, head_kind
+from ..models import Geometry, SiamNet, geometry, head_type
 from .losses import balanced_logistic_loss, box_head_loss
 
 #: ``loss_fn(model, z, x, targets)`` -> ``(loss, stats)``; ``targets`` ``(B, 4)`` are the targets'
@@ -57,9 +57,14 @@ def default_loss(net: nn.Module, cfg: TrainConfig, tracker_cfg: TrackerConfig) -
     """The objective that fits ``net``'s head: SiamFC's logistic loss or the box head's losses.
     Stride and offset are the network's (labels in search pixels must agree with it)."""
     geo = geometry(net, tracker_cfg.exemplar_sz, tracker_cfg.instance_sz)
-    if head_kind(net) == "box":
-        return box_loss(geo.stride, geo.offset)
-    return siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride)
+    return LOSSES[head_type(net).loss](cfg, geo)
+
+
+#: ``HeadType.loss`` -> the objective for a network of that geometry (``models.heads.HEAD_TYPES``)
+LOSSES: dict[str, Callable[[TrainConfig, Geometry], LossFn]] = {
+    "logistic": lambda cfg, geo: siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride),
+    "box": lambda cfg, geo: box_loss(geo.stride, geo.offset),
+}
 
 
 @dataclass
