@@ -173,25 +173,9 @@ def track_with_scores(tracker: Any, img_files: Sequence[str], box: np.ndarray
     """got10k's ``Tracker.track`` (same image loading and timing, so boxes and fps are unchanged)
     that also keeps each frame's ``tracker.score``: the toolkit records only boxes and times, and
     the score's on-target / lost separation is scored from these. NaN where a tracker has no score."""
-    import time
+    from ..tracking.base import track_files
 
-    from PIL import Image
-
-    n = len(img_files)
-    boxes, times, scores = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan)
-    boxes[0] = box
-    for f, img_file in enumerate(img_files):
-        image = Image.open(img_file)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        start = time.time()
-        if f == 0:
-            tracker.init(image, box)
-        else:
-            boxes[f, :] = tracker.update(image)
-        times[f] = time.time() - start
-        scores[f] = float(getattr(tracker, "score", np.nan))
-    return boxes, times, scores
+    return track_files(tracker, img_files, box)
 
 
 def _track(task: Task, cache: dict[TrackerSpec, Any]) -> Result:

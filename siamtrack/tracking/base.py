@@ -42,26 +42,36 @@ class TrackerBase(_Root):
     def track(self, img_files: Sequence[str], box: Sequence[float],
               visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """got10k's loop: ``(boxes (N, 4), seconds per frame (N,))`` over image files opened with PIL."""
-        from PIL import Image
-
-        boxes = np.zeros((len(img_files), 4))
-        boxes[0] = box
-        times = np.zeros(len(img_files))
-        for f, img_file in enumerate(img_files):
-            image = Image.open(img_file)
-            if image.mode != "RGB":
-                image = image.convert("RGB")
-            start = time.time()
-            if f == 0:
-                self.init(image, box)
-            else:
-                boxes[f, :] = self.update(image)
-            times[f] = time.time() - start
-            if visualize:
-                from got10k.utils.viz import show_frame
-
-                show_frame(image, boxes[f, :])
+        boxes, times, _ = track_files(self, img_files, box, visualize)
         return boxes, times
+
+
+def track_files(tracker: Any, img_files: Sequence[str], box: Sequence[float], visualize: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """got10k's ``Tracker.track`` for any tracker with ``init`` / ``update`` (the same image loading
+    and timing, so boxes and fps are the toolkit's), also keeping each frame's ``tracker.score``
+    (NaN where a tracker has none): ``(boxes (N, 4), seconds (N,), scores (N,))``."""
+    from PIL import Image
+
+    n = len(img_files)
+    boxes, times, scores = np.zeros((n, 4)), np.zeros(n), np.full(n, np.nan)
+    boxes[0] = box
+    for f, img_file in enumerate(img_files):
+        image = Image.open(img_file)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        start = time.time()
+        if f == 0:
+            tracker.init(image, box)
+        else:
+            boxes[f, :] = tracker.update(image)
+        times[f] = time.time() - start
+        scores[f] = float(getattr(tracker, "score", np.nan))
+        if visualize:
+            from got10k.utils.viz import show_frame
+
+            show_frame(image, boxes[f, :])
+    return boxes, times, scores
 
 
 def adopt_got10k() -> bool:
