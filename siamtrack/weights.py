@@ -66,12 +66,17 @@ WEIGHTS: Mapping[str, PretrainedWeights] = MappingProxyType({
     "teacher": PretrainedWeights(
         "teacher", "siamfc_teacher.pth",
         "EfficientNet-Lite0 (ImageNet) up to stage 3 + 1x1 adjust, xcorr of the centred 8x8 exemplar "
-        "window; trained on 77 real sequences + photos",
-        {"val_ao": 0.456, "val_sr50": 0.523}, config="teacher_lite0"),
+        "window; trained on 102 real sequences (data v3) + photos",
+        {"val_ao": 0.449, "val_sr50": 0.517}, config="teacher_v3"),
     "student": PretrainedWeights(
         "student", "siamfc_student.pth",
-        "distilled (from the AlexNet teacher) and pruned depthwise-separable student (62.3 M MACs per "
-        "frame), for CPUs", {"val_ao": 0.368, "val_sr50": 0.395}),
+        "student v3: a narrow EfficientNet-Lite0 (6,961 parameters, 60.3 M MACs per frame) cut out of "
+        "the teacher and distilled from it, for CPUs", {"val_ao": 0.486, "val_sr50": 0.607},
+        config="student_v3"),
+    "student_v1": PretrainedWeights(
+        "student_v1", "siamfc_student_v1.pth",
+        "the previous student: distilled from the AlexNet and pruned depthwise-separable network "
+        "(62.3 M MACs per frame)", {"val_ao": 0.368, "val_sr50": 0.395}, config="student"),
     "alexnet": PretrainedWeights(
         "alexnet", "siamfc_alexnet.pth",
         "the classic SiamFC AlexNet (2.3 M parameters) trained from scratch on 28 sequences: the "

@@ -20,8 +20,10 @@ import torch
 
 #: The JSON an exported folder holds next to its ONNX graphs (see :mod:`siamtrack.deploy.export`).
 MANIFEST = "siamtrack.json"
-#: Layout of exported folders: 2 takes planar ``(N, 3, H, W)`` uint8 crops (1 took NHWC ones).
-FORMAT_VERSION = 2
+#: Layout of exported folders: 2 takes planar ``(N, 3, H, W)`` uint8 crops (1 took NHWC ones); 3 lets
+#: the search graph take several exemplar kernels (``scale_mode: exemplar``). Part of the export
+#: cache's key, so a cached export of older graphs is made again, not reused.
+FORMAT_VERSION = 3
 #: Precisions an exported folder may hold: fp32 graphs, or an int8 search graph (exemplar in fp32).
 PRECISIONS = ("fp32", "int8")
 
@@ -112,8 +114,8 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not a siamtrack export (needs 'tracker' and 'models')")
     if manifest.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: export format {manifest.get('format')!r}, this siamtrack reads format "
-                         f"{FORMAT_VERSION} (planar crops); export the checkpoint again with "
-                         f"`siamtrack export --weights CHECKPOINT --output {Path(folder)}`")
+                         f"{FORMAT_VERSION} (planar crops, several exemplar kernels); export the checkpoint "
+                         f"again with `siamtrack export --weights CHECKPOINT --output {Path(folder)}`")
     return manifest
 
 
