@@ -24,6 +24,10 @@ INSTANCE_SZ = 255
 CONTEXT = 0.5
 OUT_SCALE = 0.001
 
+#: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
+#: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
+DEFAULT_CONF_WEIGHTS = (-9.5746, -0.0591, 0.6503, 0.1992, -0.0272, 9.2431, 0.0, -2.974, -0.774)
+
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
 SCALE_MODES = ("search", "exemplar")
@@ -53,17 +57,17 @@ class TrackerConfig:
     box_window_influence: float = 0.21
     box_lr: float = 0.52
     # the response side and the stride are properties of the network: siamtrack.models.geometry
-    # confidence (tracking/confidence.py): sigmoid(bias + weights . [peak, psr, zscore]) of the chosen
-    # scale's raw response; logistic(peak, psr) fitted on got10k/train + got10k-extra/train with the
-    # student (experiments/confidence_fit.py: ROC AUC 0.859 train / 0.761 val, old score 0.741 / 0.581;
-    # adding zscore gained nothing, its weight came out ~0.01)
-    conf_bias: float = -3.5353
-    conf_w_peak: float = 0.1972
-    conf_w_psr: float = 0.5572
-    conf_w_zscore: float = 0.0
-    # lost flag: confidence below lost_threshold for lost_frames frames in a row
-    lost_threshold: float = 0.35
+    # confidence (tracking/confidence.py): sigmoid(w0 + w . features), features in confidence.FEATURES
+    # order (peak, psr, zscore, peak_rel, appearance, appearance_core, jump, resize); fitted per weights
+    # out of sample, stored in each checkpoint (evaluation/calibrate.py); defaults: the shipped student's
+    conf_weights: list[float] = field(default_factory=lambda: list(DEFAULT_CONF_WEIGHTS))
+    # lost flag with hysteresis: lost after lost_frames frames in a row below lost_threshold, found
+    # again after found_frames frames in a row at found_threshold or more (found_threshold >=
+    # lost_threshold); the thresholds are chosen by the same fit
+    lost_threshold: float = 0.225
     lost_frames: int = 5
+    found_threshold: float = 0.275
+    found_frames: int = 2
     # re-detection while lost (tracking/redetect.py): tiles at the target's scale over a region that
     # grows by redetect_growth per sweep up to the whole frame; the box stays frozen until a tile
     # scores redetect_found or more
@@ -87,6 +91,12 @@ class TrackerConfig:
             raise ValueError("need 0 < exemplar_sz < instance_sz")
         if self.lost_frames < 1 or self.redetect_tiles < 1 or self.redetect_growth <= 1.0:
             raise ValueError("need lost_frames >= 1, redetect_tiles >= 1 and redetect_growth > 1")
+        if self.found_frames < 1 or self.found_threshold < self.lost_threshold:
+            raise ValueError(f"need found_frames >= 1 and found_threshold ({self.found_threshold}) >= "
+                             f"lost_threshold ({self.lost_threshold}): the flag's hysteresis")
+        if len(self.conf_weights) != len(DEFAULT_CONF_WEIGHTS):
+            raise ValueError(f"conf_weights needs {len(DEFAULT_CONF_WEIGHTS)} values (bias + one per feature), "
+                             f"got {len(self.conf_weights)}")
 
 
 @dataclass
@@ -196,6 +206,11 @@ class ExperimentConfig:
     compress: CompressConfig = field(default_factory=CompressConfig)
     eval_root: str = ""               # GOT-10k-layout root scored after training ("" skips)
     eval_subset: str = "val"
+    # the confidence refitted into every stage's final.pth (siamtrack.evaluation.calibrate): on these
+    # GOT-10k-layout roots ([]: data.got10k_roots; their train subset when they have one), the first
+    # confidence_frames frames of each sequence (0 skips the fit), val = eval_root/eval_subset
+    confidence_roots: list[str] = field(default_factory=list)
+    confidence_frames: int = 60
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -207,7 +222,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 #: and dropped. The network gives the response side and stride (``siamtrack.models.geometry``); the
 #: data reads crop sides and context from ``TrackerConfig``; ``val_pairs`` was never used.
 RETIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "TrackerConfig": ("response_sz", "total_stride"),
+    "TrackerConfig": ("response_sz", "total_stride",
+                      # the response-statistics-only confidence (issue 25 replaced it by conf_weights)
+                      "conf_bias", "conf_w_peak", "conf_w_psr", "conf_w_zscore"),
     "DataConfig": ("exemplar_sz", "instance_sz", "context", "val_pairs"),
 }
 
