@@ -26,7 +26,7 @@ OUT_SCALE = 0.001
 
 #: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
 #: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
-DEFAULT_CONF_WEIGHTS = (-9.5746, -0.0591, 0.6503, 0.1992, -0.0272, 9.2431, 0.0, -2.974, -0.774)
+DEFAULT_CONF_WEIGHTS = (-8.935, -0.0187, 1.5548, -0.9382, 0.2474, 17.7337, -9.7139, -4.4939, 12.4844)
 
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
@@ -61,12 +61,13 @@ class TrackerConfig:
     # order (peak, psr, zscore, peak_rel, appearance, appearance_core, jump, resize); fitted per weights
     # out of sample, stored in each checkpoint (evaluation/calibrate.py); defaults: the shipped student's
     conf_weights: list[float] = field(default_factory=lambda: list(DEFAULT_CONF_WEIGHTS))
+    conf_smoothing: float = 0.85    # moving-average weight of the past frames' features (the fit's choice)
     # lost flag with hysteresis: lost after lost_frames frames in a row below lost_threshold, found
     # again after found_frames frames in a row at found_threshold or more (found_threshold >=
     # lost_threshold); the thresholds are chosen by the same fit
-    lost_threshold: float = 0.225
+    lost_threshold: float = 0.1
     lost_frames: int = 5
-    found_threshold: float = 0.275
+    found_threshold: float = 0.2
     found_frames: int = 2
     # re-detection while lost (tracking/redetect.py): tiles at the target's scale over a region that
     # grows by redetect_growth per sweep up to the whole frame; the box stays frozen until a tile
@@ -84,7 +85,7 @@ class TrackerConfig:
             raise ValueError(f"scale_num must be a positive odd number, got {self.scale_num}")
         if self.scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
-        for name in ("window_influence", "box_window_influence", "box_lr"):
+        for name in ("window_influence", "box_window_influence", "box_lr", "conf_smoothing"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.exemplar_sz <= 0 or self.instance_sz <= self.exemplar_sz:

@@ -77,18 +77,18 @@ def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(stu
         off.append(student.score)
     # the shipped thresholds, whatever an earlier test set on its own tracker
     assert student.cfg == dataclasses.replace(loaded_student.cfg, redetect=False)
-    # on target the score stays above the flag's threshold, off it far below (and every off frame
-    # below every on frame)
-    thr = student.cfg.lost_threshold
-    assert min(on) > thr and max(off) < min(on) and np.median(off) < thr / 2, (on, off)
-    # the score is the calibrated fit of the frame's features, not any number in [0, 1]
-    assert student.score == pytest.approx(float(calibrated_score(student.features, student.cfg.conf_weights)[0]))
+    # on target the score stays high; off it, once the features' moving average (conf_smoothing)
+    # has caught up, it is a fraction of every on-target frame's (the flag's thresholds are fitted
+    # on real video, not on this generated background)
+    assert min(on) > 0.5 and max(off[3:]) < min(on) / 3, (on, off)
+    # the score is the calibrated fit of the frame's smoothed features, not any number in [0, 1]
+    assert student.score == pytest.approx(float(calibrated_score(student._smoothed, student.cfg.conf_weights)[0]))
 
 
 def _lost_run(student, redetect: bool):
     # thresholds for this clip's smooth background (the defaults are fitted on real video)
     cfg = dataclasses.replace(student.cfg, redetect=redetect, lost_frames=3, lost_threshold=0.45,
-                              found_threshold=0.55)
+                              found_threshold=0.55, conf_smoothing=0.0)  # frame counts exact
     student.cfg = cfg
     clip = _clip()
     student.init(clip.frame(0), clip.boxes[0])

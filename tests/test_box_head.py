@@ -291,7 +291,7 @@ def test_box_head_score_is_the_calibrated_confidence_not_cls_times_quality() -> 
     the one logistic confidence of the frame's features."""
     from siamtrack.tracking.confidence import calibrated_score
 
-    spec, cfg = _box_spec("efficientnet_lite0"), TrackerConfig()
+    spec, cfg = _box_spec("efficientnet_lite0"), TrackerConfig(conf_smoothing=0.0)
     tracker = SiamFCTracker(_OracleBoxEngine(spec, cfg), cfg, arch=spec)
     images, boxes = _growing_clip(8)
     tracker.init(images[0], boxes[0])

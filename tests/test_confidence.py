@@ -251,3 +251,18 @@ def test_pipeline_refits_the_confidence_of_every_stage_it_writes(tmp_path) -> No
     Pipeline(skipped, show_progress=False).run()
     meta = read_checkpoint(tmp_path / "runs2" / "tiny" / "teacher" / "final.pth")["meta"]
     assert meta["confidence_fit"] == {"skipped": "no GOT-10k-layout training roots"}
+
+
+def test_fit_smooths_the_features_as_the_tracker_does() -> None:
+    """The fit scores moving averages of the features; the tracker must average them the same way
+    (restarted at init), or the fitted weights would not mean what they were fitted for."""
+    rng = np.random.default_rng(2)
+    feats, seq = rng.normal(size=(30, len(FEATURES))), np.repeat([0, 1, 2], 10)
+    offline = calibrate.smoothed(feats, seq, 0.7)
+    from siamtrack.tracking.confidence import smooth
+    online, prev = [], None
+    for k in range(30):
+        prev = smooth(None if k % 10 == 0 else prev, feats[k], 0.7)
+        online.append(prev)
+    np.testing.assert_allclose(offline, online)
+    np.testing.assert_allclose(calibrate.smoothed(feats, seq, 0.0), feats)

@@ -23,7 +23,7 @@ import numpy as np
 from ..checkpoint import atomic_save, plain_data, read_checkpoint
 from ..config import TrackerConfig, from_dict
 from ..geometry import iou
-from ..tracking.confidence import FEATURES, calibrated_score, roc_auc, separation_labels
+from ..tracking.confidence import FEATURES, calibrated_score, roc_auc, separation_labels, smooth
 from .experiments import FolderDataset
 
 #: The flag's settings are chosen from these, flagging at most MAX_FALSE_LOST of the on-target
@@ -32,6 +32,8 @@ THRESHOLDS = np.round(np.arange(0.05, 0.81, 0.025), 3)
 LOST_FRAMES = (1, 2, 3, 5)
 BANDS = (0.05, 0.1, 0.2)          # found_threshold - lost_threshold
 MAX_FALSE_LOST = 0.025
+#: Moving-average weights the fit chooses ``conf_smoothing`` from (by out-of-sample ROC AUC).
+SMOOTHING = (0.0, 0.5, 0.7, 0.85)
 
 
 def collect(tracker: Any, roots: Sequence[str | Path], max_frames: int = 0) -> dict[str, np.ndarray]:
@@ -129,6 +131,27 @@ def choose_flag(scores: np.ndarray, data: dict[str, np.ndarray], base: TrackerCo
     return best
 
 
+def smoothed(features: np.ndarray, seq: np.ndarray, weight: float) -> np.ndarray:
+    """The features as the tracker averages them (:func:`~siamtrack.tracking.confidence.smooth`),
+    restarted per sequence."""
+    out = np.empty_like(features, dtype=np.float64)
+    for i in range(len(features)):
+        first = i == 0 or seq[i] != seq[i - 1]
+        out[i] = smooth(None if first else out[i - 1], features[i], weight)
+    return out
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, used: np.ndarray, seq: np.ndarray, folds: int) -> np.ndarray:
+    """Each frame's score from a fit on the other folds' sequences (NaN where a fold was unfittable)."""
+    oof = np.full(len(x), np.nan)
+    for held in group_folds(seq, folds):
+        fold_used = used & ~held
+        if y[fold_used].all() or not y[fold_used].any():
+            continue  # a fold whose training part lacks a class cannot be fitted: left out
+        oof[held] = calibrated_score(x[held], fit_logistic(x[fold_used], y[fold_used]))
+    return oof
+
+
 def group_folds(seq: np.ndarray, k: int) -> list[np.ndarray]:
     """``k`` held-out masks over frames, whole sequences each (sequence ids dealt round-robin)."""
     ids = np.unique(seq)
@@ -143,16 +166,20 @@ def fit(train: dict[str, np.ndarray], val: dict[str, np.ndarray] | None, base: T
     if pos[used].all() or not pos[used].any():
         raise ValueError(f"need on-target and lost frames to fit the confidence; got {int(pos.sum())} "
                          f"on-target and {int((used & ~pos).sum())} lost")
-    x, y = train["features"], pos.astype(np.float64)
+    y = pos.astype(np.float64)
+    best: tuple[float, float, np.ndarray] | None = None
+    for weight in SMOOTHING:  # the smoothing with the best out-of-fold ROC AUC
+        oof = out_of_fold(smoothed(train["features"], train["seq"], weight), y, used, train["seq"], folds)
+        ok = used & np.isfinite(oof)
+        auc = roc_auc(oof[ok], pos[ok]) or 0.0
+        if best is None or auc > best[0] + 1e-9:
+            best = (auc, weight, oof)
+    assert best is not None
+    _, weight, oof = best
+    x = smoothed(train["features"], train["seq"], weight)
     weights = fit_logistic(x[used], y[used])
-    oof = np.full(len(x), np.nan)
-    for held in group_folds(train["seq"], folds):
-        fold_used = used & ~held
-        if pos[fold_used].all() or not pos[fold_used].any():
-            continue  # a fold whose training part lacks a class cannot be fitted: left out
-        oof[held] = calibrated_score(x[held], fit_logistic(x[fold_used], y[fold_used]))
     scored = used & np.isfinite(oof)
-    cfg = dataclasses.replace(base, conf_weights=[round(float(v), 6) for v in weights])
+    cfg = dataclasses.replace(base, conf_weights=[round(float(v), 6) for v in weights], conf_smoothing=weight)
     cfg = choose_flag(np.nan_to_num(oof, nan=1.0), train, cfg)
     report: dict[str, Any] = {
         "features": list(FEATURES), "folds": folds,
@@ -165,14 +192,14 @@ def fit(train: dict[str, np.ndarray], val: dict[str, np.ndarray] | None, base: T
     }
     if val is not None and len(val["iou"]):
         v_used, v_pos = separation_labels(val["iou"], val["absent"])
-        v_scores = calibrated_score(val["features"], weights)
+        v_scores = calibrated_score(smoothed(val["features"], val["seq"], weight), weights)
         report.update(val_frames=int(v_used.sum()), val_on_target=int(v_pos.sum()),
                       auc_val=roc_auc(v_scores[v_used], v_pos[v_used]),
                       flag_val=flag_rates(flag_sequence(v_scores, val["seq"], cfg), val["iou"], val["absent"]))
     return cfg, report
 
 
-FITTED_KEYS = ("conf_weights", "lost_threshold", "found_threshold", "lost_frames", "found_frames")
+FITTED_KEYS = ("conf_weights", "conf_smoothing", "lost_threshold", "found_threshold", "lost_frames", "found_frames")
 
 
 def write_fitted(src: str | Path, dst: str | Path, cfg: TrackerConfig, report: dict[str, Any]) -> None:
@@ -224,7 +251,8 @@ def format_report(report: dict[str, Any], cfg: TrackerConfig) -> str:
     lines = [f"frames: {report['train_frames']} used of {report['train_sequences']} training sequences "
              f"({report['train_on_target']} on-target, {report['train_lost']} lost)",
              f"ROC AUC: in sample {f(report['auc_in_sample'])}, out of sample ({report['folds']}-fold by "
-             f"sequence) {f(report['auc_out_of_sample'])}, val {f(report.get('auc_val'))}",
+             f"sequence) {f(report['auc_out_of_sample'])}, val {f(report.get('auc_val'))} "
+             f"(features smoothed with weight {cfg.conf_smoothing})",
              f"lost flag (< {cfg.lost_threshold} for {cfg.lost_frames}, found >= {cfg.found_threshold} for "
              f"{cfg.found_frames}): out of sample on {f(report['flag_out_of_sample']['on_target_flagged'])} "
              f"of on-target / {f(report['flag_out_of_sample']['lost_flagged'])} of lost frames"]

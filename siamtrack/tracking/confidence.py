@@ -26,7 +26,9 @@ the map's shape (:data:`FEATURES`):
 * ``jump`` and ``resize``: the centre's move in target sizes and ``|log|`` of the area change (a
   lost SiamFC box jumps between distractors and shrinks or grows).
 
-``score = sigmoid(w . [1, features])``, a logistic regression fitted per weights and out of sample
+The features are smoothed over frames (an exponential moving average, weight ``conf_smoothing`` on
+the past: losing a target is a state that lasts, one odd frame is not), then
+``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
 (:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
 they travel with the checkpoint. Every head gets this one scale (the box head's classification
 map gives its statistics). Tracking-time cost: numpy only, a few reductions (~20 us a frame).
@@ -120,6 +122,12 @@ def appearance_terms(embedding: np.ndarray, kernel: np.ndarray) -> tuple[float, 
     qh, qw = (h // 4, w // 4) if min(h, w) >= 4 else (0, 0)
     core = (..., slice(qh, h - qh), slice(qw, w - qw))
     return cosine(e, k), cosine(e[core], k[core])
+
+
+def smooth(previous: np.ndarray | None, features: np.ndarray, weight: float) -> np.ndarray:
+    """One step of the features' moving average: ``weight * previous + (1 - weight) * features``
+    (``features`` itself on the first frame, ``previous is None``)."""
+    return features if previous is None or weight <= 0 else weight * previous + (1.0 - weight) * features
 
 
 def motion(prev_center: np.ndarray, prev_size: np.ndarray, center: np.ndarray,

@@ -40,7 +40,7 @@ from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
 from .confidence import (appearance_terms, calibrated_score, classification_maps, frame_features, motion,
-                         response_stats)
+                         response_stats, smooth)
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -250,6 +250,7 @@ class SiamFCTracker(TrackerBase):
         self.reference_peak = -math.inf  # response peak on the first frame (set at init)
         self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
         self.features = np.zeros(8)  # the last frame's confidence inputs (confidence.FEATURES)
+        self._smoothed: np.ndarray | None = None  # their moving average (cfg.conf_smoothing)
         self._kernel_vec = np.zeros(1)  # the exemplar embedding on the host, for the appearance term
         self.lost = False
         self._lost_search = LostSearch()
@@ -372,6 +373,7 @@ class SiamFCTracker(TrackerBase):
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
         self.lost = False
+        self._smoothed = None
         self._lost_search.reset(self.center, self.target_sz)
 
     def _search_side(self) -> float:
@@ -422,7 +424,7 @@ class SiamFCTracker(TrackerBase):
                 img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
                 self.geometry.offset, self.reference_peak, lambda c: self._appearance(img, c))
             if found is not None:
-                self.center, self.lost = found, False
+                self.center, self.lost, self._smoothed = found, False, None
                 self._clamp(img.shape[0], img.shape[1])
             return self.box
         prev = (self.center.copy(), self.target_sz.copy())
@@ -466,7 +468,8 @@ class SiamFCTracker(TrackerBase):
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
         self.features = frame_features(self.stats, self.reference_peak, self._appearance(img, self.center),
                                        jump, resize)[0]
-        score = float(calibrated_score(self.features, cfg.conf_weights)[0])
+        self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
+        score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
         became_lost = self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
