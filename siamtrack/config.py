@@ -92,9 +92,11 @@ class TrackerConfig:
             raise ValueError("need 0 < exemplar_sz < instance_sz")
         if self.lost_frames < 1 or self.redetect_tiles < 1 or self.redetect_growth <= 1.0:
             raise ValueError("need lost_frames >= 1, redetect_tiles >= 1 and redetect_growth > 1")
-        if self.found_frames < 1 or self.found_threshold < self.lost_threshold:
-            raise ValueError(f"need found_frames >= 1 and found_threshold ({self.found_threshold}) >= "
-                             f"lost_threshold ({self.lost_threshold}): the flag's hysteresis")
+        if self.found_frames < 1:
+            raise ValueError(f"found_frames must be at least 1, got {self.found_frames}")
+        # a found threshold below the lost one (a checkpoint saved before found_threshold existed,
+        # a lost_threshold raised alone) is raised to it: the band is empty, never inverted
+        self.found_threshold = max(self.found_threshold, self.lost_threshold)
         if len(self.conf_weights) != len(DEFAULT_CONF_WEIGHTS):
             raise ValueError(f"conf_weights needs {len(DEFAULT_CONF_WEIGHTS)} values (bias + one per feature), "
                              f"got {len(self.conf_weights)}")
