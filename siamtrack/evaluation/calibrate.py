@@ -28,8 +28,8 @@ from .experiments import FolderDataset
 
 #: The flag's settings are chosen from these, flagging at most MAX_FALSE_LOST of the on-target
 #: frames out of fold (half the issue's 5 % bound on val: a margin for a new split).
-THRESHOLDS = np.round(np.arange(0.05, 0.81, 0.025), 3)
-LOST_FRAMES = (1, 2, 3, 5)
+THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, 0.04, np.arange(0.05, 0.81, 0.025)], 3)
+LOST_FRAMES = (1, 2, 3, 5, 8)
 BANDS = (0.05, 0.1, 0.2)          # found_threshold - lost_threshold
 MAX_FALSE_LOST = 0.025
 #: Moving-average weights the fit chooses ``conf_smoothing`` from (by out-of-sample ROC AUC).
@@ -117,8 +117,10 @@ def flag_rates(flags: np.ndarray, ious: np.ndarray, absent: np.ndarray) -> dict[
 
 def choose_flag(scores: np.ndarray, data: dict[str, np.ndarray], base: TrackerConfig) -> TrackerConfig:
     """The flag settings that flag the most lost frames while flagging at most
-    :data:`MAX_FALSE_LOST` of the on-target ones (ties: more frames, a wider band, a lower threshold)."""
+    :data:`MAX_FALSE_LOST` of the on-target ones (ties: more frames, a wider band, a lower threshold);
+    when none stays within it, the one that flags the fewest on-target frames."""
     best, best_key = base, (-1.0,)
+    fallback, fallback_key = base, (-2.0,)
     for frames in LOST_FRAMES:
         for band in BANDS:
             for t in THRESHOLDS:
@@ -128,7 +130,9 @@ def choose_flag(scores: np.ndarray, data: dict[str, np.ndarray], base: TrackerCo
                 key = (round(r["lost_flagged"], 3), frames, band, -t)
                 if r["on_target_flagged"] <= MAX_FALSE_LOST and key > best_key:
                     best, best_key = cfg, key
-    return best
+                if (-r["on_target_flagged"], *key) > fallback_key:
+                    fallback, fallback_key = cfg, (-r["on_target_flagged"], *key)
+    return best if best_key[0] >= 0 else fallback
 
 
 def smoothed(features: np.ndarray, seq: np.ndarray, weight: float) -> np.ndarray:
