@@ -26,7 +26,7 @@ OUT_SCALE = 0.001
 
 #: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
 #: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
-DEFAULT_CONF_WEIGHTS = (-8.935, -0.0187, 1.5548, -0.9382, 0.2474, 17.7337, -9.7139, -4.4939, 12.4844)
+DEFAULT_CONF_WEIGHTS = (-11.7797, -0.281, 1.6424, -1.172, -0.3976, 11.5307, 5.773, -5.0276, 9.3424)
 
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
@@ -66,8 +66,8 @@ class TrackerConfig:
     # again after found_frames frames in a row at found_threshold or more (found_threshold >=
     # lost_threshold); the thresholds are chosen by the same fit
     lost_threshold: float = 0.1
-    lost_frames: int = 5
-    found_threshold: float = 0.2
+    lost_frames: int = 8
+    found_threshold: float = 0.3
     found_frames: int = 2
     # re-detection while lost (tracking/redetect.py): tiles at the target's scale over a region that
     # grows by redetect_growth per sweep up to the whole frame; the box stays frozen until a tile

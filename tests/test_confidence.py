@@ -207,7 +207,7 @@ def test_fit_written_into_a_checkpoint_keeps_the_weights(tmp_path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "alexnet"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_v1", "alexnet"])
 def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -> None:
     """Issue 25: student and alexnet carried no calibration and fell back to the defaults."""
     path = WEIGHTS / f"siamfc_{name}.pth"
@@ -266,3 +266,18 @@ def test_fit_smooths_the_features_as_the_tracker_does() -> None:
         online.append(prev)
     np.testing.assert_allclose(offline, online)
     np.testing.assert_allclose(calibrate.smoothed(feats, seq, 0.0), feats)
+
+
+def test_flag_choice_falls_back_to_the_fewest_on_target_flags() -> None:
+    """A network whose on-target frames score low for long stretches leaves no setting within the
+    budget; the flag must then flag the fewest on-target frames, not keep the checkpoint's old ones."""
+    seq = np.zeros(40, int)
+    ious = np.r_[np.full(30, 0.8), np.zeros(10)]
+    scores = np.r_[np.full(9, 0.001), np.full(21, 0.9), np.full(10, 0.001)]  # 9 low on-target frames
+    data = {"seq": seq, "iou": ious, "absent": np.zeros(40, bool)}
+    base = TrackerConfig(lost_threshold=0.6, lost_frames=1, found_threshold=0.6)
+    cfg = calibrate.choose_flag(scores, data, base)
+    rates = calibrate.flag_rates(calibrate.flag_sequence(scores, seq, cfg), ious, data["absent"])
+    # the fewest any setting can flag: 8 low frames to enter (frames 8 and 9 flagged) and 2 good ones
+    # to leave (the first good frame still flagged): 3 of 30, above the 2.5 % budget
+    assert cfg != base and rates["on_target_flagged"] == pytest.approx(3 / 30) and rates["lost_flagged"] > 0

@@ -27,11 +27,11 @@ from ..tracking.confidence import FEATURES, calibrated_score, roc_auc, separatio
 from .experiments import FolderDataset
 
 #: The flag's settings are chosen from these, flagging at most MAX_FALSE_LOST of the on-target
-#: frames out of fold (half the issue's 5 % bound on val: a margin for a new split).
+#: frames out of fold (1.5 points under the issue's 5 % bound on val: a margin for a new split).
 THRESHOLDS = np.round(np.r_[0.01, 0.02, 0.03, 0.04, np.arange(0.05, 0.81, 0.025)], 3)
 LOST_FRAMES = (1, 2, 3, 5, 8)
 BANDS = (0.05, 0.1, 0.2)          # found_threshold - lost_threshold
-MAX_FALSE_LOST = 0.025
+MAX_FALSE_LOST = 0.035
 #: Moving-average weights the fit chooses ``conf_smoothing`` from (by out-of-sample ROC AUC).
 SMOOTHING = (0.0, 0.5, 0.7, 0.85)
 
