@@ -72,15 +72,15 @@ def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(stu
         assert iou(box[None], clip.boxes[k][None])[0] > 0.5
         on.append(student.score)
     off = []
-    for _ in range(8):  # the target is gone: background only
+    for _ in range(12):  # the target is gone: background only
         student.update(clip.background)
         off.append(student.score)
     # the shipped thresholds, whatever an earlier test set on its own tracker
     assert student.cfg == dataclasses.replace(loaded_student.cfg, redetect=False)
-    # on target the score stays high; off it, once the features' moving average (conf_smoothing)
-    # has caught up, it is a fraction of every on-target frame's (the flag's thresholds are fitted
-    # on real video, not on this generated background)
-    assert min(on) > 0.5 and max(off[3:]) < min(on) / 3, (on, off)
+    # on target the score stays high; off it falls frame after frame as the features' moving
+    # average (conf_smoothing) forgets the target, to a fraction of every on-target frame's (the
+    # flag's thresholds are fitted on real video, not on this generated background)
+    assert min(on) > 0.5 and all(b < a for a, b in zip(off[2:], off[3:])) and off[-1] < min(on) / 3, (on, off)
     # the score is the calibrated fit of the frame's smoothed features, not any number in [0, 1]
     assert student.score == pytest.approx(float(calibrated_score(student._smoothed, student.cfg.conf_weights)[0]))
 
