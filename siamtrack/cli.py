@@ -106,8 +106,12 @@ def load_tracker(weights: str | None, device: str | None, backend: str | None = 
         f"SIAMTRACK_WEIGHTS to their folder, or pass --weights PATH")
 
 
-def _format_row(box: Sequence[float], score: float) -> str:
-    return ",".join(f"{v:.2f}" for v in box) + f",{score:.4f}\n"
+def _format_row(box: Sequence[float], score: float, lost: bool | None = None) -> str:
+    """``x,y,w,h,score`` (today's five columns), plus ``,lost`` (0 / 1) when ``lost`` is given."""
+    row = ",".join(f"{v:.2f}" for v in box) + f",{score:.4f}"
+    if lost is not None:
+        row += ",1" if lost else ",0"
+    return row + "\n"
 
 
 def _fps_text(frames: int, seconds: float) -> str:
@@ -189,7 +193,7 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
                   box: Sequence[float], video_path: Path | None, boxes_path: Path, fps: float | None,
                   total: int | None, max_frames: int | None, desc: str, show: bool = False,
                   truth: np.ndarray | None = None, overwrite: bool = False,
-                  pad_to: int | None = None) -> tuple[list[BoxRow], float, int]:
+                  pad_to: int | None = None, lost_column: bool = False) -> tuple[list[BoxRow], float, int]:
     """Track ``first`` + ``frames`` (``(frame number, frame)`` pairs), writing rows and the video.
 
     Outputs are locked, written to temporary files and renamed into place at the end, including an
@@ -198,7 +202,8 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
     failed write raises a one-line ``OSError`` naming the file; the rows before it are kept.
     Any other exception also keeps the rows so far and removes the temporary files before it is
     raised again (a ``ValueError`` with the rows named). With ``pad_to`` (a folder's exact frame
-    count), frames lost at the end get NaN rows too.
+    count), frames lost at the end get NaN rows too. The tracker's lost flag turns the drawn box
+    red with ``LOST``; ``lost_column`` adds it to the rows as a sixth column (0 / 1).
     Returns ``(rows, seconds spent in update, exit code)``: 0, or 128 + the signal that stopped it.
     """
     import cv2
@@ -237,15 +242,17 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
 
         signals = stack.enter_context(StopSignals())
 
-        def emit(frame: np.ndarray | None, row: BoxRow, index: int) -> None:
+        def emit(frame: np.ndarray | None, row: BoxRow, index: int, lost: bool = False) -> None:
             with signals.atomic():  # a second signal waits for both writes: frames and rows in step
                 if writer is not None:  # video first: its write can fail silently, the rows' cannot
                     extra = [(truth[index], gt_colour)] if truth is not None and index < len(truth) else []
                     writer.write(first * 0 if frame is None else frame, row[:4], score=row[4], label=label,
-                                 extra_boxes=extra)
-                rows_file.write(_format_row(row[:4], row[4]))
+                                 extra_boxes=extra, lost=lost)
+                rows_file.write(_format_row(row[:4], row[4], lost if lost_column else None))
             if show and frame is not None:
-                cv2.imshow("siamtrack", cv2.cvtColor(draw_box(frame, row[:4], row[4], label=label),
+                caption = f"{label} LOST" if lost else label
+                cv2.imshow("siamtrack", cv2.cvtColor(draw_box(frame, row[:4], row[4], label=caption,
+                                                              color=(255, 0, 0) if lost else (0, 255, 0)),
                                                      cv2.COLOR_RGB2BGR))
 
         code, failure = 0, None
@@ -263,7 +270,7 @@ def _track_stream(tracker: Any, frames: Iterator[tuple[int, np.ndarray]], first:
                 out = tracker.update(frame)
                 update_s += time.perf_counter() - t0
                 rows.append((*(float(v) for v in out), float(tracker.score)))  # type: ignore[arg-type]
-                emit(frame, rows[-1], len(rows) - 1)
+                emit(frame, rows[-1], len(rows) - 1, bool(getattr(tracker, "lost", False)))
                 bar.update(1)
                 bar.set_postfix(fps=_fps_text(len(rows) - 1, update_s), refresh=False)
                 if signals.signum or (show and (cv2.waitKey(1) & 0xFF) in (27, ord("q"))):
@@ -340,7 +347,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         rows, update_s, code = _track_stream(
             tracker, frames, first, box, video_path, boxes_path, source.fps, total, args.max_frames,
             desc=source.name, show=args.show, overwrite=args.overwrite,
-            pad_to=source.frame_count if source.exact_count else None)
+            pad_to=source.frame_count if source.exact_count else None, lost_column=args.lost_column)
         damage = source.damage_report()
     if damage:
         which = "every unreadable frame has a NaN row" if source.exact_count else \
@@ -434,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boxes", metavar="OUT.txt", help="box rows (default: ./<name>_boxes.txt)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (default: refuse)")
+    p.add_argument("--lost-column", action="store_true",
+                   help="add a sixth column to the boxes file: 1 while the tracker flags the target "
+                        "lost, else 0 (the video shows it either way: a red box captioned LOST)")
     p.add_argument("--show", action="store_true", help="show frames while tracking (q/Esc stops)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="stop after N frames (the first frame included)")

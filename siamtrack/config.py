@@ -24,6 +24,10 @@ INSTANCE_SZ = 255
 CONTEXT = 0.5
 OUT_SCALE = 0.001
 
+#: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
+#: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
+DEFAULT_CONF_WEIGHTS = (-11.7797, -0.281, 1.6424, -1.172, -0.3976, 11.5307, 5.773, -5.0276, 9.3424)
+
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
 SCALE_MODES = ("search", "exemplar")
@@ -53,17 +57,18 @@ class TrackerConfig:
     box_window_influence: float = 0.21
     box_lr: float = 0.52
     # the response side and the stride are properties of the network: siamtrack.models.geometry
-    # confidence (tracking/confidence.py): sigmoid(bias + weights . [peak, psr, zscore]) of the chosen
-    # scale's raw response; logistic(peak, psr) fitted on got10k/train + got10k-extra/train with the
-    # student (experiments/confidence_fit.py: ROC AUC 0.859 train / 0.761 val, old score 0.741 / 0.581;
-    # adding zscore gained nothing, its weight came out ~0.01)
-    conf_bias: float = -3.5353
-    conf_w_peak: float = 0.1972
-    conf_w_psr: float = 0.5572
-    conf_w_zscore: float = 0.0
-    # lost flag: confidence below lost_threshold for lost_frames frames in a row
-    lost_threshold: float = 0.35
-    lost_frames: int = 5
+    # confidence (tracking/confidence.py): sigmoid(w0 + w . features), features in confidence.FEATURES
+    # order (peak, psr, zscore, peak_rel, appearance, appearance_core, jump, resize); fitted per weights
+    # out of sample, stored in each checkpoint (evaluation/calibrate.py); defaults: the shipped student's
+    conf_weights: list[float] = field(default_factory=lambda: list(DEFAULT_CONF_WEIGHTS))
+    conf_smoothing: float = 0.85    # moving-average weight of the past frames' features (the fit's choice)
+    # lost flag with hysteresis: lost after lost_frames frames in a row below lost_threshold, found
+    # again after found_frames frames in a row at found_threshold or more (found_threshold >=
+    # lost_threshold); the thresholds are chosen by the same fit
+    lost_threshold: float = 0.1
+    lost_frames: int = 8
+    found_threshold: float = 0.3
+    found_frames: int = 2
     # re-detection while lost (tracking/redetect.py): tiles at the target's scale over a region that
     # grows by redetect_growth per sweep up to the whole frame; the box stays frozen until a tile
     # scores redetect_found or more
@@ -80,13 +85,21 @@ class TrackerConfig:
             raise ValueError(f"scale_num must be a positive odd number, got {self.scale_num}")
         if self.scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
-        for name in ("window_influence", "box_window_influence", "box_lr"):
+        for name in ("window_influence", "box_window_influence", "box_lr", "conf_smoothing"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.exemplar_sz <= 0 or self.instance_sz <= self.exemplar_sz:
             raise ValueError("need 0 < exemplar_sz < instance_sz")
         if self.lost_frames < 1 or self.redetect_tiles < 1 or self.redetect_growth <= 1.0:
             raise ValueError("need lost_frames >= 1, redetect_tiles >= 1 and redetect_growth > 1")
+        if self.found_frames < 1:
+            raise ValueError(f"found_frames must be at least 1, got {self.found_frames}")
+        # a found threshold below the lost one (a checkpoint saved before found_threshold existed,
+        # a lost_threshold raised alone) is raised to it: the band is empty, never inverted
+        self.found_threshold = max(self.found_threshold, self.lost_threshold)
+        if len(self.conf_weights) != len(DEFAULT_CONF_WEIGHTS):
+            raise ValueError(f"conf_weights needs {len(DEFAULT_CONF_WEIGHTS)} values (bias + one per feature), "
+                             f"got {len(self.conf_weights)}")
 
 
 @dataclass
@@ -196,6 +209,11 @@ class ExperimentConfig:
     compress: CompressConfig = field(default_factory=CompressConfig)
     eval_root: str = ""               # GOT-10k-layout root scored after training ("" skips)
     eval_subset: str = "val"
+    # the confidence refitted into every stage's final.pth (siamtrack.evaluation.calibrate): on these
+    # GOT-10k-layout roots ([]: data.got10k_roots; their train subset when they have one), the first
+    # confidence_frames frames of each sequence (0 skips the fit), val = eval_root/eval_subset
+    confidence_roots: list[str] = field(default_factory=list)
+    confidence_frames: int = 60
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -207,7 +225,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 #: and dropped. The network gives the response side and stride (``siamtrack.models.geometry``); the
 #: data reads crop sides and context from ``TrackerConfig``; ``val_pairs`` was never used.
 RETIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "TrackerConfig": ("response_sz", "total_stride"),
+    "TrackerConfig": ("response_sz", "total_stride",
+                      # the response-statistics-only confidence (issue 25 replaced it by conf_weights)
+                      "conf_bias", "conf_w_peak", "conf_w_psr", "conf_w_zscore"),
     "DataConfig": ("exemplar_sz", "instance_sz", "context", "val_pairs"),
 }
 

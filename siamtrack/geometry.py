@@ -112,6 +112,16 @@ def cell_offsets(size: int, stride: int, offset: float) -> np.ndarray:
     return (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * stride + offset
 
 
+def peak_displacement(row: int, col: int, side: int, stride: int, response_up: int, offset: float,
+                      crop_px: float, instance_sz: int) -> np.ndarray:
+    """Frame-pixel ``(dx, dy)`` of an upsampled response peak at ``(row, col)`` of a ``side`` map
+    from its crop's centre, for a crop covering ``crop_px`` frame pixels; ``offset`` is the
+    network's half-cell shift (``siamtrack.models.geometry``). The one formula for the tracking
+    step and re-detection, so the two cannot disagree on where a peak is."""
+    disp = np.array([col, row], dtype=np.float64) - (side - 1) / 2.0
+    return (disp * stride / response_up + offset) * crop_px / instance_sz
+
+
 def hann_window(size: int) -> np.ndarray:
     """Normalised 2-D cosine window (sums to 1)."""
     h = np.hanning(size)

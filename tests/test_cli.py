@@ -254,3 +254,32 @@ def test_evaluation_entry_point_alone_has_the_same_one_line_errors(files, capfd)
     rc = evaluation_cli.main(["speed", "--weights", str(files["root"] / "corrupt.pth"), "--frames", "1"])
     err = capfd.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "corrupt.pth" in err[0] and "corrupt" in err[0]
+
+
+def test_lost_flag_in_the_video_and_behind_an_option_in_the_boxes(files, tmp_path, capfd) -> None:
+    """Issue 25: the lost flag was invisible to CLI users. The video draws a lost box red with LOST;
+    ``--lost-column`` adds a sixth 0/1 column, and without it the rows keep their five columns."""
+    from siamtrack.config import TrackerConfig
+    from siamtrack.tracking.confidence import FEATURES
+
+    never = TrackerConfig(conf_weights=[-50.0] + [0.0] * len(FEATURES), lost_frames=3)
+    torch.manual_seed(0)
+    weights = tmp_path / "never_sure.pth"
+    save_checkpoint(weights, build_model(named_spec("student", width=0.5)), never)
+    out, boxes, plain = tmp_path / "lost.mp4", tmp_path / "lost.txt", tmp_path / "plain.txt"
+    args = ["track", str(files["video"]), "--box", BOX, "--weights", str(weights), "--device", "cpu"]
+    assert cli.main(args + ["--output", str(out), "--boxes", str(boxes), "--lost-column"]) == 0
+    assert cli.main(args + ["--no-video", "--boxes", str(plain)]) == 0
+    rows = read_rows(boxes)
+    assert rows.shape == (FRAMES, 6) and rows[:, 5].tolist() == [0, 0, 0] + [1] * (FRAMES - 3)
+    assert read_rows(plain).shape == (FRAMES, 5)
+    np.testing.assert_allclose(read_rows(plain), rows[:, :5])
+    cap = cv2.VideoCapture(str(out))
+    frames = [cap.read()[1] for _ in range(FRAMES)]
+    cap.release()
+
+    def reddish(bgr: np.ndarray) -> int:
+        b, g, r = (bgr[..., i].astype(int) for i in range(3))
+        return int(((r > 180) & (g < 90) & (b < 90)).sum())
+
+    assert reddish(frames[-1]) > 40 and reddish(frames[-1]) > 4 * reddish(frames[1])

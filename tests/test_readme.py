@@ -34,11 +34,14 @@ def test_readme_speed_claims_name_the_default_thread_count():
     assert "2 CPU threads" not in README
 
 
-def test_confidence_docs_match_the_shipped_weights_of_the_fit():
+def test_confidence_docs_name_every_feature_and_the_refit_command():
+    from siamtrack.tracking.confidence import FEATURES
+
     tracking = (ROOT / "docs" / "TRACKING.md").read_text(encoding="utf-8")
-    if TrackerConfig().conf_w_zscore == 0:
-        assert "weight 0" in tracking and "z-score" in tracking
-    assert "z-score" not in README or "weight 0" in README
+    assert len(TrackerConfig().conf_weights) == len(FEATURES) + 1
+    for words in ("peak-to-sidelobe", "z-score", "relative to the first frame", "cosine similarity",
+                  "central half", "jump", "area", "conf_smoothing", "experiments/confidence_fit.py"):
+        assert words in tracking, f"docs/TRACKING.md does not describe {words!r}"
 
 
 def test_named_weights_search_list_is_the_code_s():

@@ -116,8 +116,9 @@ def test_update_is_one_batched_pass_and_exemplar_is_embedded_once(clip) -> None:
     embedding = tracker.inference_net.backbone  # the copy the per-frame path runs
     run(tracker, clip.frames[:4], clip.boxes[0])
     # init: the exemplar once, plus one search crop for the reference peak re-detection compares with;
-    # then one batch of the 5 scales per frame
-    assert embedding.calls == [(1, 3, 127, 127), (1, 3, 255, 255)] + [(5, 3, 255, 255)] * 3
+    # then per frame one batch of the 5 scales and one exemplar-sized crop of the chosen box (the
+    # confidence's appearance term), never the exemplar again
+    assert embedding.calls == [(1, 3, 127, 127), (1, 3, 255, 255)] + [(5, 3, 255, 255), (1, 3, 127, 127)] * 3
 
 
 def siamfc_locate(maps: np.ndarray, cfg: TrackerConfig) -> tuple[int, int]:
@@ -146,9 +147,9 @@ def test_locate_matches_published_post_processing(window_influence: float) -> No
         maps = cv2.GaussianBlur(rng.standard_normal((17, 17 * 3)).astype(np.float32) * 4, (0, 0), 2)
         maps = np.ascontiguousarray(maps.reshape(17, 3, 17).transpose(1, 0, 2)) + rng.normal(0, 1, (3, 1, 1))
         maps = maps.astype(np.float32)
-        best, loc, side, score = tracker._locate(maps, tracker._scale_table()[1])
+        best, loc, side = tracker._locate(maps, tracker._scale_table()[1])
         ref_best, ref_loc = siamfc_locate(maps, cfg)
-        assert side == 17 * cfg.response_up and 0.0 <= score <= 1.0
+        assert side == 17 * cfg.response_up and np.isfinite(tracker.stats).all()
         if best == ref_best:  # scales may differ only when two peaks are within upsampling noise
             agree += 1
             row, col = divmod(loc, side)
@@ -160,7 +161,7 @@ def test_locate_matches_published_post_processing(window_influence: float) -> No
 def test_flat_response_stays_at_the_centre() -> None:
     # no evidence anywhere: the cosine window decides, as in SiamFC (the map normalises to zero)
     tracker = pixel_tracker()
-    best, loc, side, _ = tracker._locate(np.full((3, 17, 17), 2.5, np.float32), tracker._scale_table()[1])
+    best, loc, side = tracker._locate(np.full((3, 17, 17), 2.5, np.float32), tracker._scale_table()[1])
     assert best == 1 and divmod(loc, side) in {(side // 2 - 1, side // 2 - 1), (side // 2, side // 2),
                                                (side // 2 - 1, side // 2), (side // 2, side // 2 - 1)}
 

@@ -17,6 +17,7 @@ from .frames import _quiet_stderr_fd
 from .output import VIDEO_CODECS, disk_full, temp_path, write_error
 
 GREEN = (0, 255, 0)
+RED = (255, 0, 0)
 
 
 def draw_box(frame: np.ndarray, box: Sequence[float] | None, score: float | None = None,
@@ -102,13 +103,15 @@ class AnnotatedVideoWriter:
                       f"NAME.avi, or --no-video)")
 
     def write(self, frame: np.ndarray, box: Sequence[float] | None = None, score: float | None = None,
-              label: str | None = None, extra_boxes: Sequence[tuple[Sequence[float], tuple[int, int, int]]] = ()
-              ) -> None:
-        """Draw ``box`` (and optional ``extra_boxes`` as ``(box, rgb colour)``) and append the frame."""
+              label: str | None = None, extra_boxes: Sequence[tuple[Sequence[float], tuple[int, int, int]]] = (),
+              lost: bool = False) -> None:
+        """Draw ``box`` (and optional ``extra_boxes`` as ``(box, rgb colour)``) and append the frame;
+        a ``lost`` box is red and captioned ``LOST``, so the flag is visible in the video."""
         out = frame
         for other, color in extra_boxes:
             out = draw_box(out, other, color=color, thickness=1)
-        out = draw_box(out, box, score=score, label=label)
+        caption = " ".join(p for p in (label, "LOST" if lost else None) if p) or None
+        out = draw_box(out, box, score=score, label=caption, color=RED if lost else GREEN)
         if self._writer is None:
             self.open(out.shape[1], out.shape[0])
         assert self._writer is not None and self._size is not None

@@ -11,10 +11,27 @@ mismatch a flat or many-peaked map. So the statistics are relative to the map it
   the map outside a ``(2 * PSR_EXCLUDE + 1)`` square around the peak (Bolme et al., MOSSE, 2010);
 * ``zscore``: ``(peak - mean(map)) / std(map)``, the peak against the whole map.
 
-``score = sigmoid(bias + w_peak * peak + w_psr * psr + w_zscore * zscore)``, a logistic fit on the
-training sequences (``experiments/confidence_fit.py``; the weights live in ``TrackerConfig`` so they
-travel with a checkpoint and can be refitted for another network). All of it is a few numpy
-reductions over ``(N, 17, 17)`` maps, vectorised over the N scales / tiles (~20 us a frame).
+Response statistics alone fail when a network's maps are weak everywhere (the student scores
+~0.1 on every frame of the dog clip, on the dog or not) or confidently wrong (the teacher's map
+peaks sharply on lumber after losing a person). So the score adds signals that do not come from
+the map's shape (:data:`FEATURES`):
+
+* ``peak_rel``: the peak minus this target's own first-frame peak (per target, not per network);
+* ``appearance``: cosine similarity of the exemplar embedding with the embedding of the box the
+  tracker just chose (one exemplar-sized crop through the backbone: the same features ``init``
+  computes; a wrong object looks different even when the map is sharp); ``appearance_core``: the
+  same on the central half of the maps, the target without its context (on val, score ROC AUC
+  0.85 against 0.70 for the whole map with the teacher; 0.65 against 0.79 with the student, so both
+  go in and the fit weighs them per network);
+* ``jump`` and ``resize``: the centre's move in target sizes and ``|log|`` of the area change (a
+  lost SiamFC box jumps between distractors and shrinks or grows).
+
+The features are smoothed over frames (an exponential moving average, weight ``conf_smoothing`` on
+the past: losing a target is a state that lasts, one odd frame is not), then
+``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
+(:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
+they travel with the checkpoint. Every head gets this one scale (the box head's classification
+map gives its statistics). Tracking-time cost: numpy only, a few reductions (~20 us a frame).
 """
 from __future__ import annotations
 
@@ -25,6 +42,9 @@ PSR_EXCLUDE = 2
 
 #: Names of the columns :func:`response_stats` returns, in order.
 STAT_NAMES = ("peak", "psr", "zscore")
+
+#: The confidence's inputs, in the order of ``TrackerConfig.conf_weights[1:]`` (see the module doc).
+FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize")
 
 
 def response_stats(maps: np.ndarray) -> np.ndarray:
@@ -64,9 +84,60 @@ def classification_maps(out: np.ndarray) -> np.ndarray:
     return out[:, 0] if out.ndim == 4 else out
 
 
-def calibrated_score(stats: np.ndarray, bias: float, weights: tuple[float, float, float]) -> np.ndarray:
-    """Logistic calibration of :func:`response_stats` rows -> ``(N,)`` confidences in [0, 1]."""
-    return sigmoid(bias + np.asarray(stats, dtype=np.float64) @ np.asarray(weights, dtype=np.float64))
+def frame_features(stats: np.ndarray, ref_peak: float, appearance: tuple[float, float],
+                   jump: float, resize: float) -> np.ndarray:
+    """``(N, len(FEATURES))`` rows from :func:`response_stats` rows and the per-frame signals
+    (``appearance``: :func:`appearance_terms`); non-finite inputs become 0, so the score is defined."""
+    stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
+    ref = ref_peak if np.isfinite(ref_peak) else stats[:, 0]
+    n = len(stats)
+    extra = np.stack([stats[:, 0] - ref] + [np.full(n, v, dtype=np.float64)
+                                            for v in (*appearance, jump, resize)], axis=1)
+    return np.nan_to_num(np.concatenate([stats, extra], axis=1), nan=0.0, posinf=50.0, neginf=-50.0)
+
+
+def calibrated_score(features: np.ndarray, weights: "list[float] | np.ndarray") -> np.ndarray:
+    """``(N,)`` confidences in [0, 1]: ``sigmoid(weights[0] + features @ weights[1:])``."""
+    w = np.asarray(weights, dtype=np.float64)
+    x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+    if len(w) != x.shape[1] + 1:
+        raise ValueError(f"conf_weights has {len(w)} values; expected 1 + {x.shape[1]} ({', '.join(FEATURES)})")
+    return sigmoid(w[0] + x @ w[1:])
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened embeddings (0 when either is all zeros or non-finite)."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    value = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return value if np.isfinite(value) else 0.0
+
+
+def appearance_terms(embedding: np.ndarray, kernel: np.ndarray) -> tuple[float, float]:
+    """``(appearance, appearance_core)``: :func:`cosine` of two ``(..., C, H, W)`` embeddings, whole
+    and on their central half (the whole map when it is smaller than 4 cells)."""
+    e, k = np.asarray(embedding), np.asarray(kernel)
+    if e.shape != k.shape or e.ndim < 3:
+        return cosine(e, k), cosine(e, k)
+    h, w = e.shape[-2:]
+    qh, qw = (h // 4, w // 4) if min(h, w) >= 4 else (0, 0)
+    core = (..., slice(qh, h - qh), slice(qw, w - qw))
+    return cosine(e, k), cosine(e[core], k[core])
+
+
+def smooth(previous: np.ndarray | None, features: np.ndarray, weight: float) -> np.ndarray:
+    """One step of the features' moving average: ``weight * previous + (1 - weight) * features``
+    (``features`` itself on the first frame, ``previous is None``)."""
+    return features if previous is None or weight <= 0 else weight * previous + (1.0 - weight) * features
+
+
+def motion(prev_center: np.ndarray, prev_size: np.ndarray, center: np.ndarray,
+           size: np.ndarray) -> tuple[float, float]:
+    """``(jump, resize)``: the centre's move in units of the previous size (``sqrt(w * h)``) and
+    ``|log|`` of the area ratio."""
+    scale = float(np.sqrt(max(float(np.prod(prev_size)), 1e-6)))
+    jump = float(np.hypot(*(np.asarray(center) - prev_center))) / scale
+    resize = abs(float(np.log(max(float(np.prod(size)), 1e-6) / max(float(np.prod(prev_size)), 1e-6))))
+    return jump, resize
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

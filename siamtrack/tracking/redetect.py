@@ -11,32 +11,38 @@ maps (each covering +-64 of 255 crop pixels) leave no gaps.
 State machine (per frame, all numbers from :class:`~siamtrack.config.TrackerConfig`):
 
 * tracking: the normal SiamFC step; the confidence is below ``lost_threshold`` for ``lost_frames``
-  frames in a row -> ``lost``. With ``redetect`` on, the box goes back to the last confident one and
+  frames in a row -> ``lost``; without re-detection the flag clears after ``found_frames`` frames in
+  a row at ``found_threshold`` or more (hysteresis: a score hovering at one threshold does not
+  make the flag flicker). With ``redetect`` on, the box goes back to the last confident one and
   stays there (frozen); with it off only the flag is raised and tracking goes on as before.
 * lost (``redetect`` on): each frame searches ``redetect_tiles`` tiles: the frozen centre, then the
   next tiles of a region around it whose side grows by ``redetect_growth`` each time all of its
   tiles were searched, up to the whole frame (then the sweep starts again). The tiles run as one
-  batch through the engine, so any network and either backend works. A tile whose confidence is
-  ``redetect_found`` or more *and* whose raw response peak reaches ``redetect_peak_ratio`` of the
-  reference peak moves the box there and tracking resumes.
+  batch through the engine, so any network and either backend works. The tile with the highest
+  raw peak that passes the peak guard (below) is verified like a tracked box: its appearance
+  (:func:`~.confidence.cosine` of the embeddings) and response statistics give the same calibrated
+  confidence as the tracking step (motion terms neutral: a re-detection is a jump by design); at
+  ``redetect_found`` or more the box moves there and tracking resumes.
 
 The reference peak is the exemplar's response on its own first frame (one search crop at ``init``).
 Why both tests: the calibrated confidence is fitted across sequences, so on a smooth background a
 tile can score as "found" with no target in it (the first version did exactly that); the raw peak
 relative to this target's own first-frame peak is per target. Measured on generated clips with
 the student and the teacher: the target again at 0.84-0.92 of the reference, the best background
-tile at 0.27 or less (most below 0).
+tile at 0.27 or less (most below 0). The guard is ``peak >= ref - (1 - ratio) * |ref|``, which is
+``ratio * ref`` for a positive reference and stays a guard when it is <= 0 (the student's is 0.23
+on one val sequence and below 0 on others; the old ``ratio * ref`` test was switched off there).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from .confidence import calibrated_score, classification_maps, response_stats
-from ..geometry import crop_squares
+from .confidence import calibrated_score, classification_maps, frame_features, response_stats
+from ..geometry import crop_squares, peak_displacement
 
 
 def tile_centres(anchor: np.ndarray, x_sz: float, side: float, width: int, height: int) -> np.ndarray:
@@ -64,31 +70,35 @@ class LostSearch:
 
     def reset(self, center: np.ndarray, target_sz: np.ndarray) -> None:
         self.low = 0                      # frames in a row below the lost threshold
+        self.high = 0                     # frames in a row at the found threshold or more, while lost
         self.lost = False
         self.anchor = (np.array(center, dtype=np.float64), np.array(target_sz, dtype=np.float64))
         self.level = 0                    # region side = x_sz * growth ** level
         self.cursor = 0                   # next tile of the current region
 
     def observe(self, score: float, center: np.ndarray, target_sz: np.ndarray, cfg: Any) -> bool:
-        """Count low-confidence frames; returns True on the frame the target becomes lost."""
-        if score >= cfg.lost_threshold:
-            self.low, self.lost = 0, False  # (without re-detection the flag clears by itself)
-            if score >= cfg.redetect_found:  # the box to return to: the last one scored as found
-                self.anchor = (center.copy(), target_sz.copy())
+        """The flag's hysteresis; returns True on the frame the target becomes lost."""
+        if self.lost:  # (only without re-detection: with it, search() decides when it is found)
+            self.high = self.high + 1 if score >= cfg.found_threshold else 0
+            if self.high >= cfg.found_frames:
+                self.lost, self.low, self.high = False, 0, 0
             return False
-        self.low += 1
-        if not self.lost and self.low >= cfg.lost_frames:
-            self.lost, self.level, self.cursor = True, 0, 0
+        if score >= cfg.found_threshold:  # the box to return to: the last one scored as found
+            self.anchor = (center.copy(), target_sz.copy())
+        self.low = self.low + 1 if score < cfg.lost_threshold else 0
+        if self.low >= cfg.lost_frames:
+            self.lost, self.high, self.level, self.cursor = True, 0, 0, 0
             return True
         return False
 
     def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
-               avg_color: np.ndarray, stride: int, ref_peak: float = -math.inf
-               ) -> tuple[float, np.ndarray | None]:
-        """One lost frame: score the next tiles; returns ``(best confidence, new centre or None)``.
+               avg_color: np.ndarray, stride: int, offset: float, ref_peak: float,
+               appearance_at: Callable[[np.ndarray], tuple[float, float]]) -> tuple[float, np.ndarray | None]:
+        """One lost frame: search the next tiles; returns ``(confidence, new centre or None)``.
 
-        The centre is the best tile's response peak (its raw map upsampled like the normal path's,
-        no cosine window: the target may be anywhere in the region)."""
+        The candidate is the guarded tile's response peak (its raw map upsampled like the normal
+        path's, no cosine window: the target may be anywhere in the region); ``appearance_at(centre)``
+        gives its appearance term."""
         height, width = img.shape[:2]
         anchor = self.anchor[0]
         full = math.hypot(width, height) * 2.0  # a side that covers the frame from any anchor
@@ -104,18 +114,29 @@ class LostSearch:
         centres = np.concatenate([anchor[None], chunk])  # the frozen centre every frame
         crops = np.concatenate([crop_squares(img, c, [x_sz], cfg.instance_sz, avg_color) for c in centres])
         maps = classification_maps(engine.respond(kernel, crops))
-        scores = calibrated_score(response_stats(maps), cfg.conf_bias,
-                                  (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore))
-        peaks = maps.reshape(len(maps), -1).max(axis=1)
-        like_target = peaks >= cfg.redetect_peak_ratio * ref_peak if ref_peak > 0 else np.ones(len(maps), bool)
-        best = int(np.where(like_target, scores, -np.inf).argmax())
-        score = float(scores[best])
-        if score < cfg.redetect_found or not like_target[best]:
-            return float(scores.max()), None
+        stats = response_stats(maps)
+        peaks = stats[:, 0]
+        like_target = peaks >= peak_guard(ref_peak, cfg.redetect_peak_ratio)
+        if not like_target.any():
+            return float(calibrated_score(frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0),
+                                          cfg.conf_weights).max()), None
+        best = int(np.where(like_target, peaks, -np.inf).argmax())
         up = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best].astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
         row, col = divmod(int(r.argmax()), up)
-        disp = (np.array([col, row], dtype=np.float64) - (up - 1) / 2.0)
-        disp = disp * stride / cfg.response_up * x_sz / cfg.instance_sz
-        self.low, self.lost = 0, False
-        return score, centres[best] + disp
+        centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
+                                                   x_sz, cfg.instance_sz)
+        features = frame_features(stats[best], ref_peak, appearance_at(centre), 0.0, 0.0)
+        score = float(calibrated_score(features, cfg.conf_weights)[0])
+        if score < cfg.redetect_found:
+            return score, None
+        self.low, self.high, self.lost = 0, 0, False
+        return score, centre
+
+
+def peak_guard(ref_peak: float, ratio: float) -> float:
+    """The lowest raw peak a re-detected tile may have: ``ref - (1 - ratio) * |ref|`` (``ratio *
+    ref`` for a positive reference, still a bound when the reference is <= 0; none when unknown)."""
+    if not math.isfinite(ref_peak):
+        return -math.inf
+    return ref_peak - (1.0 - ratio) * abs(ref_peak)

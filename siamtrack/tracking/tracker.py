@@ -7,6 +7,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► backbone + xcorr with the cached exemplar embedding ─► (S, r, r) maps to the host (r = 17 for AlexNet, 25 for Lite0)
           ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
           ─► normalise, cosine window ─► peak ─► new centre and size
+          ─► confidence: response statistics + the new box's embedding against the exemplar's
+             (one exemplar-sized crop) + motion, one logistic model (:mod:`.confidence`)
 
 The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
 (``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
@@ -32,12 +34,13 @@ import numpy as np
 import torch
 
 from ..config import TrackerConfig
-from ..geometry import context_size, crop_squares, hann_window
+from ..geometry import context_size, crop_squares, hann_window, peak_displacement
 from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import calibrated_score, classification_maps, response_stats
+from .confidence import (appearance_terms, calibrated_score, classification_maps, frame_features, motion,
+                         response_stats, smooth)
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -100,6 +103,13 @@ def validate_box(box: Sequence[float], frame_shape: Sequence[int]) -> np.ndarray
     return arr
 
 
+def _host(embedding: Any) -> np.ndarray:
+    """An engine's exemplar embedding (a torch tensor on any device, or a numpy array) as numpy."""
+    if isinstance(embedding, torch.Tensor):
+        return embedding.detach().float().cpu().numpy()
+    return np.asarray(embedding, dtype=np.float32)
+
+
 _CALLER_GUARD = threading.Lock()
 
 
@@ -145,10 +155,13 @@ class SiamFCTracker(TrackerBase):
     """SiamFC (Bertinetto et al. 2016) around any net with ``.backbone(x)`` and ``.head(z, x)``.
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
-    ``self.score``, a confidence in [0, 1] calibrated to tell on-target from lost frames (a logistic
-    fit of the response's peak statistics, :mod:`.confidence`), and ``self.lost``, True once the
-    confidence stayed low for ``cfg.lost_frames`` frames; with ``cfg.redetect`` the box then stays
-    frozen while a widening search looks for the target (:mod:`.redetect`).
+    ``self.score``, a confidence in [0, 1] calibrated per weights to tell on-target from lost frames
+    (response statistics, appearance and motion in one logistic model, :mod:`.confidence`; the
+    same scale for every head), and ``self.lost``, True once the confidence stayed below
+    ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames. With ``cfg.redetect`` the box then stays
+    frozen while a widening search looks for the target (:mod:`.redetect`); without it the box
+    keeps following the best match and the flag clears after ``cfg.found_frames`` frames at
+    ``cfg.found_threshold`` or more.
 
     ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
     ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
@@ -236,6 +249,9 @@ class SiamFCTracker(TrackerBase):
         self.score = 1.0
         self.reference_peak = -math.inf  # response peak on the first frame (set at init)
         self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
+        self.features = np.zeros(8)  # the last frame's confidence inputs (confidence.FEATURES)
+        self._smoothed: np.ndarray | None = None  # their moving average (cfg.conf_smoothing)
+        self._kernel_vec = np.zeros(1)  # the exemplar embedding on the host, for the appearance term
         self.lost = False
         self._lost_search = LostSearch()
 
@@ -305,12 +321,13 @@ class SiamFCTracker(TrackerBase):
         self.target_sz = np.clip(self.target_sz, 1.0, [float(width), float(height)])
         self.center = np.clip(self.center, 0.0, [float(width), float(height)])
 
-    def _locate(self, maps: np.ndarray, penalties: np.ndarray) -> tuple[int, int, int, float]:
+    def _locate(self, maps: np.ndarray, penalties: np.ndarray) -> tuple[int, int, int]:
         """SiamFC's response post-processing on ``(S, r, r)`` logits; ``penalties`` are the per-scale
         peak penalties of :meth:`_scale_table` (looked up once per frame, with the scale factors).
 
         Scale penalty and best scale by peak, bicubic upsampling by ``response_up``, min-shift and
-        normalise, cosine window, peak. Returns ``(best scale, flat peak index, side, confidence)``.
+        normalise, cosine window, peak. Returns ``(best scale, flat peak index, side)`` and sets
+        ``self.stats`` from the best scale's raw map.
         The best scale is picked on the raw maps and only its map is upsampled (SiamFC upsamples all
         of them first): bicubic upsampling barely moves a peak's height, and skipping the other
         ``S - 1`` resizes saves ~0.5 ms a frame on 2 CPU cores.
@@ -325,12 +342,8 @@ class SiamFCTracker(TrackerBase):
         r -= r.min()
         r *= (1.0 - cfg.window_influence) / (float(r.sum()) + 1e-16)
         r += self._weighted_window(side)
-        # the confidence: the chosen scale's raw map statistics, calibrated (~0.1 ms, 2 cores)
-        self.stats = response_stats(maps[best:best + 1])[0]
-        score = float(calibrated_score(self.stats, cfg.conf_bias,
-                                       (cfg.conf_w_peak, cfg.conf_w_psr, cfg.conf_w_zscore)))
-        finite = math.isfinite(float(peaks[best])) and math.isfinite(score)
-        return best, int(r.argmax()), side, score if finite else 0.0  # a broken net: no confidence
+        self.stats = response_stats(maps[best:best + 1])[0]  # the confidence's map statistics
+        return best, int(r.argmax()), side
 
     # ------------------------------------------------------------------ got10k API
     @_one_thread_at_a_time
@@ -355,10 +368,12 @@ class SiamFCTracker(TrackerBase):
             self._pyramid = self._kernels = None
             z = crop_squares(img, self.center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
             self._kernel = self.engine.embed_exemplar(z)
+        self._kernel_vec = _host(self._kernel)  # the appearance term's reference (unit scale)
         self.reference_peak = self._peak_at(img, self.center)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
         self.lost = False
+        self._smoothed = None
         self._lost_search.reset(self.center, self.target_sz)
 
     def _search_side(self) -> float:
@@ -373,8 +388,16 @@ class SiamFCTracker(TrackerBase):
         peak = float(classification_maps(self.engine.respond(self._kernel, crop)).max())
         return peak if math.isfinite(peak) else -math.inf
 
-    def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size, score)``."""
+    def _appearance(self, img: np.ndarray, center: np.ndarray) -> tuple[float, float]:
+        """The exemplar embedding against the embedding of an exemplar crop at ``center`` and the
+        current size (:func:`~.confidence.appearance_terms`): the confidence's appearance terms, one
+        backbone pass on a 127-pixel crop (~1/8 of a frame's search for the shipped networks)."""
+        z_sz = context_size(*self.target_sz, self.cfg.context)
+        z = crop_squares(img, center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
+        return appearance_terms(_host(self.engine.embed_exemplar(z)), self._kernel_vec)
+
+    def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray]:
+        """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size)``."""
         cfg = self.cfg
         crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
         out = self.engine.respond(self._kernel, crops)[0]          # (6, r, r)
@@ -384,33 +407,36 @@ class SiamFCTracker(TrackerBase):
         self.stats = response_stats(out[None, 0])[0]
         center = self.center + np.array([pick.dx, pick.dy]) * to_frame
         size = damped_size(self.target_sz, np.array([pick.w, pick.h]) * to_frame, pick, cfg.box_lr)
-        return center, size, pick.score
+        return center, size
 
     @_one_thread_at_a_time
     def update(self, image: Any) -> np.ndarray:
-        """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``."""
+        """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``
+        and ``self.lost``. While lost with ``cfg.redetect`` the returned box is the frozen last
+        confident one; with re-detection off it is the tracker's current (moving) box."""
         if self._kernel is None:
             raise ValueError("call init(image, box) before update(image)")
         img = as_rgb_uint8(image)
         cfg = self.cfg
         x_sz = self._search_side()
         if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
-            self.score, found = self._lost_search.search(img, self.engine, self._kernel, x_sz, cfg,
-                                                         self.avg_color, self.geometry.stride,
-                                                         self.reference_peak)
+            self.score, found = self._lost_search.search(
+                img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
+                self.geometry.offset, self.reference_peak, lambda c: self._appearance(img, c))
             if found is not None:
-                self.center, self.lost = found, False
+                self.center, self.lost, self._smoothed = found, False, None
                 self._clamp(img.shape[0], img.shape[1])
             return self.box
+        prev = (self.center.copy(), self.target_sz.copy())
         step = getattr(self, self.STEPS[HEAD_TYPES[self.head_kind].step])
-        self.center, self.target_sz, score = step(img, x_sz)
-        return self._finish(img, score)
+        self.center, self.target_sz = step(img, x_sz)
+        return self._finish(img, prev)
 
     #: ``HeadType.step`` (``models.heads.HEAD_TYPES``) -> the method that moves the box one frame,
-    #: ``(image, search side) -> (centre, size, score)``
+    #: ``(image, search side) -> (centre, size)`` (the score comes from :meth:`_finish`, one scale for all)
     STEPS = {"scales": "_update_scales", "box": "_update_box"}
 
-    def _update_scales(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray, float]:
+    def _update_scales(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray]:
         """SiamFC's step: ``scale_num`` crops (or one crop against the exemplar's scale pyramid), one
         response map per scale, :meth:`_locate`."""
         cfg = self.cfg
@@ -424,21 +450,29 @@ class SiamFCTracker(TrackerBase):
             # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster
             # with OpenCV than as torch ops
             maps = self.engine.respond(self._kernel, crops)
-        best, loc, side, score = self._locate(maps, penalties)
+        best, loc, side = self._locate(maps, penalties)
         row, col = divmod(loc, side)
         factor = float(factors[best])
         crop_scale = 1.0 if self._pyramid is not None else factor  # the crop the peak was found in
-        stride, offset = self.geometry.stride, self.geometry.offset
-        disp = (np.array([col, row], dtype=np.float64) - (side - 1) / 2.0)
-        disp = (disp * stride / cfg.response_up + offset) * x_sz * crop_scale / cfg.instance_sz
-        return self.center + disp, self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor), score
+        disp = peak_displacement(row, col, side, self.geometry.stride, cfg.response_up, self.geometry.offset,
+                                 x_sz * crop_scale, cfg.instance_sz)
+        return self.center + disp, self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
 
-    def _finish(self, img: np.ndarray, score: float) -> np.ndarray:
-        """Clamp the new state into the frame, set the score and the lost flag; the box to return."""
+    def _finish(self, img: np.ndarray, prev: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Clamp the new state into the frame, score it (``prev``: the centre and size before this
+        frame, for the motion terms) and set the lost flag; the box to return."""
         cfg = self.cfg
         self._clamp(img.shape[0], img.shape[1])
-        self.score = score  # finite by construction (_locate, pick_box)
-        became_lost = self._lost_search.observe(score, self.center, self.target_sz, cfg)
+        if not np.isfinite(self.center).all() or not np.isfinite(self.target_sz).all():  # a broken net
+            self.center, self.target_sz = prev
+        jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
+        self.features = frame_features(self.stats, self.reference_peak, self._appearance(img, self.center),
+                                       jump, resize)[0]
+        self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
+        score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
+        finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
+        self.score = score if finite else 0.0  # non-finite logits: no confidence
+        became_lost = self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
         self.lost = self._lost_search.lost
         if became_lost:
             if cfg.redetect:  # back to the last confident box, frozen while searching
