@@ -309,7 +309,10 @@ def test_box_head_score_is_the_calibrated_confidence_not_cls_times_quality() -> 
 # ---------------------------------------------------------------------------- export
 
 
-def test_box_head_onnx_parity_three_outputs(tmp_path) -> None:
+# the box head regresses the size, so scale_mode "exemplar" leaves it one kernel against one crop
+# (HeadType.pyramid), in the export's parity check too (it once batched 3 exemplars against 1 crop)
+@pytest.mark.parametrize("scale_mode", ["search", "exemplar"])
+def test_box_head_onnx_parity_three_outputs(tmp_path, scale_mode) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     import onnx
@@ -330,7 +333,7 @@ def test_box_head_onnx_parity_three_outputs(tmp_path) -> None:
     rng = np.random.default_rng(0)
     crops = Crops(z=rng.integers(0, 256, (2, 3, 127, 127), dtype=np.uint8),
                   x=rng.integers(0, 256, (3, 3, 255, 255), dtype=np.uint8), data="random crops")
-    manifest = export_onnx(net, TrackerConfig(), tmp_path, crops)
+    manifest = export_onnx(net, TrackerConfig(scale_mode=scale_mode), tmp_path, crops)
     check = manifest["models"]["fp32"]["check"]
     assert check["response_max_abs_diff"] < 1e-4 and check["response_max_abs"] > 1.0
     graph = onnx.load(str(tmp_path / "search.onnx")).graph

@@ -157,7 +157,7 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
     ref = copy.deepcopy(net).cpu().float().eval()
     kernel_diff = response_diff = peak = 0.0
     n = len(crops.z)
-    pyramid = scale_mode == "exemplar"
+    pyramid = head_type(net).pyramid(scale_mode)
     with torch.inference_mode():
         for i in range(n):
             batch = [(i + k) % n for k in range(scale_num)]

@@ -218,6 +218,12 @@ class HeadType:
     crops_per_frame: int | None = None
     towers: Mapping[str, str] = field(default_factory=dict)
 
+    def pyramid(self, scale_mode: str) -> bool:
+        """Whether the tracker searches scale with an exemplar pyramid for this head: ``scale_mode``
+        ``"exemplar"`` and crops that follow the scales (a head with fixed ``crops_per_frame``, the
+        box head, regresses the size instead and ignores the setting)."""
+        return scale_mode == "exemplar" and self.crops_per_frame is None
+
     def split(self, out: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The head's ``(B, C, r, r)`` output as the search graph's outputs (one tensor when one)."""
         parts = tuple(out[:, channels] for _, channels in self.outputs)

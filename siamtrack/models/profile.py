@@ -82,7 +82,7 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
     if kind.towers:  # the head's own convolutions after the correlation
         xcorr += _tower_macs(head, kind.towers, c, ho)
     per_crop = x_macs + xcorr
-    if scale_mode == "exemplar" and kind.crops_per_frame is None:  # a pyramid replaces the crops
+    if kind.pyramid(scale_mode):  # the exemplar's scale pyramid replaces the crops
         per_frame = x_macs + scale_num * xcorr
         return {"exemplar": scale_num * z_macs, "search_backbone": x_macs, "xcorr": scale_num * xcorr,
                 "per_crop": per_frame, "search": per_frame, "per_frame": per_frame, "scale_num": 1}

@@ -356,7 +356,7 @@ class SiamFCTracker(TrackerBase):
         self.avg_color = img.reshape(-1, 3).mean(0)
         self._clamp(img.shape[0], img.shape[1])
         z_sz = context_size(*self.target_sz, self.cfg.context)
-        if self.cfg.scale_mode == "exemplar" and HEAD_TYPES[self.head_kind].crops_per_frame is None:
+        if HEAD_TYPES[self.head_kind].pyramid(self.cfg.scale_mode):
             # kernel i matches a target grown by factors[i]: its crop is factors[i] times tighter
             self._pyramid = self._scale_table()
             factors = self._pyramid[0]
