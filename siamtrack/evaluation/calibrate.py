@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from ..checkpoint import atomic_save, plain_data, read_checkpoint
 from ..config import TrackerConfig, from_dict
 from ..geometry import iou
+from ..data.transforms import load_image
 from ..tracking.confidence import FEATURES, calibrated_score, roc_auc, separation_labels, smooth
+from ..tracking.redetect import LostSearch
 from .experiments import FolderDataset
 
 #: The flag's settings are chosen from these, flagging at most MAX_FALSE_LOST of the on-target
@@ -50,9 +51,9 @@ def collect(tracker: Any, roots: Sequence[str | Path], max_frames: int = 0) -> d
                 files, anno = files[:max_frames], anno[:max_frames]
             seq = len(names)
             names.append(f"{Path(root).name}/{ds.seq_names[k]}")
-            tracker.init(cv2.cvtColor(cv2.imread(files[0]), cv2.COLOR_BGR2RGB), anno[0])
+            tracker.init(load_image(files[0]), anno[0])
             for f, gt in zip(files[1:], anno[1:]):
-                box = tracker.update(cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB))
+                box = tracker.update(load_image(f))
                 gone = not np.isfinite(gt).all()
                 rows["features"].append(tracker.features.copy())
                 rows["iou"].append(np.nan if gone else float(iou(box[None], gt[None])[0]))
@@ -86,24 +87,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1.0, iters: int = 
 
 
 def flag_sequence(scores: np.ndarray, seq: np.ndarray, cfg: TrackerConfig) -> np.ndarray:
-    """The lost flag per frame for per-frame ``scores`` (re-detection off), as
-    :class:`~siamtrack.tracking.redetect.LostSearch` raises and clears it, restarted per sequence."""
+    """The lost flag per frame for per-frame ``scores`` (re-detection off): the tracker's own
+    :meth:`~siamtrack.tracking.redetect.LostSearch.observe` replayed, restarted per sequence."""
     flags = np.zeros(len(scores), dtype=bool)
-    low = high = 0
-    lost = False
+    state, here = LostSearch(), np.zeros(2)  # the box does not matter to the flag
     for i, s in enumerate(scores):
         if i == 0 or seq[i] != seq[i - 1]:
-            low = high = 0
-            lost = False
-        if lost:
-            high = high + 1 if s >= cfg.found_threshold else 0
-            if high >= cfg.found_frames:
-                lost, low, high = False, 0, 0
-        else:
-            low = low + 1 if s < cfg.lost_threshold else 0
-            if low >= cfg.lost_frames:
-                lost, high = True, 0
-        flags[i] = lost
+            state.reset(here, here)
+        state.observe(float(s), here, here, cfg)
+        flags[i] = state.lost
     return flags
 
 
