@@ -34,7 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -274,14 +274,12 @@ class BuildOptions:
 @dataclass
 class BuildResult:
     name: str
-    status: str                 # built | verified | skipped
+    status: str                 # built | verified (re-used)
     frames: int = 0
     absent: int = 0
     source_sha256: str = ""
     seconds: float = 0.0
-    message: str = ""
     resolution: tuple[int, int] = (0, 0)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _files_sha256(folder: Path, names: Sequence[str]) -> str:
@@ -295,21 +293,22 @@ def _built_files(frames: int) -> list[str]:
     return ["groundtruth.txt", "absence.label"] + [f"{k:08d}.jpg" for k in range(1, frames + 1)]
 
 
-def verify_built(entry: SourceEntry, folder: Path, options: BuildOptions) -> bool:
-    """True when ``folder`` holds a finished build of ``entry`` with these options whose files
-    still hash to what its manifest recorded (so the build can be re-used)."""
+def verified_manifest(entry: SourceEntry, folder: Path, options: BuildOptions) -> dict[str, Any] | None:
+    """The manifest of ``folder`` when it holds a finished build of ``entry`` with these options
+    whose files still hash to what the manifest recorded (so the build can be re-used), else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
     if manifest.get("options") != options.key() or manifest.get("commit") != entry.commit:
-        return False
+        return None
     if entry.sha256 and manifest.get("source_sha256") != entry.sha256:
-        return False
+        return None
     try:
-        return _files_sha256(folder, _built_files(int(manifest["frames"]))) == manifest.get("built_sha256")
+        same = _files_sha256(folder, _built_files(int(manifest["frames"]))) == manifest.get("built_sha256")
     except (OSError, KeyError, ValueError):
-        return False
+        return None
+    return manifest if same else None
 
 
 def _read_frames(entry: SourceEntry, git: GitReader, digest: "hashlib._Hash") -> Iterator[np.ndarray]:
@@ -365,8 +364,8 @@ def build_sequence(entry: SourceEntry, mirror: str | Path, out_dir: str | Path,
     options = options or BuildOptions()
     start = time.perf_counter()
     final = Path(out_dir) / entry.name
-    if verify_built(entry, final, options):
-        manifest = json.loads((final / MANIFEST).read_text(encoding="utf-8"))
+    manifest = verified_manifest(entry, final, options)
+    if manifest is not None:
         return BuildResult(entry.name, "verified", int(manifest["frames"]), int(manifest.get("absent", 0)),
                            manifest["source_sha256"], time.perf_counter() - start,
                            resolution=tuple(manifest.get("resolution", (0, 0))))
@@ -442,6 +441,3 @@ def write_list(out_dir: str | Path, names: Sequence[str]) -> None:
     tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     os.replace(tmp, path)
 
-
-def result_row(r: BuildResult) -> dict[str, Any]:
-    return {k: v for k, v in asdict(r).items() if k != "extras"}
