@@ -122,6 +122,17 @@ def peak_displacement(row: int, col: int, side: int, stride: int, response_up: i
     return (disp * stride / response_up + offset) * crop_px / instance_sz
 
 
+def response_cell(displacement: np.ndarray, side: int, stride: int, offset: float, crop_px: float,
+                  instance_sz: int) -> tuple[float, float]:
+    """``(row, col)`` position, in cells of a ``side`` x ``side`` response map (not upsampled), of a
+    point ``displacement`` frame pixels ``(dx, dy)`` from the crop's centre, clipped into the map:
+    :func:`peak_displacement` run backwards (fractional: a box between two cells is read between
+    them), so the appearance term reads the search features at the very place the tracker moved to."""
+    cell = (np.asarray(displacement, dtype=np.float64) * instance_sz / crop_px - offset) / stride + (side - 1) / 2.0
+    col, row = np.clip(np.nan_to_num(cell, nan=(side - 1) / 2.0), 0.0, side - 1.0)
+    return float(row), float(col)
+
+
 def hann_window(size: int) -> np.ndarray:
     """Normalised 2-D cosine window (sums to 1)."""
     h = np.hanning(size)

@@ -78,9 +78,11 @@ def test_confidence_high_while_tracking_and_drops_when_the_target_is_removed(stu
     # the shipped thresholds, whatever an earlier test set on its own tracker
     assert student.cfg == dataclasses.replace(loaded_student.cfg, redetect=False)
     # on target the score stays high; off it falls frame after frame as the features' moving
-    # average (conf_smoothing) forgets the target, to a fraction of every on-target frame's (the
-    # flag's thresholds are fitted on real video, not on this generated background)
-    assert min(on) > 0.5 and all(b < a for a, b in zip(off[2:], off[3:])) and off[-1] < min(on) / 3, (on, off)
+    # average (conf_smoothing) forgets the target (until it is all but zero, where rounding may
+    # jitter), to a fraction of every on-target frame's (the flag's thresholds are fitted on real
+    # video, not on this generated background)
+    falling = all(b < a or max(a, b) < 0.01 for a, b in zip(off[2:], off[3:]))
+    assert min(on) > 0.5 and falling and off[-1] < min(on) / 3, (on, off)
     # the score is the calibrated fit of the frame's smoothed features, not any number in [0, 1]
     assert student.score == pytest.approx(float(calibrated_score(student._smoothed, student.cfg.conf_weights)[0]))
 
@@ -112,14 +114,17 @@ def test_lost_after_k_low_frames_on_an_empty_scene(student):
     assert all(flags[first:]), flags
 
 
-def test_box_frozen_while_lost_with_redetection(student):
-    cfg, confident, flags, boxes = _lost_run(student, redetect=True)
+def test_lost_with_redetection_on_an_empty_scene_never_jumps_to_the_background(student):
+    """With re-detection on, the flag comes as without it, and no background tile is taken: the box
+    is the one the normal step gives, frame for frame (a frozen box was the first design; it lost
+    targets the flag had given up too early)."""
+    cfg, _, flags, boxes = _lost_run(student, redetect=True)
     first = flags.index(True) if True in flags else len(flags)
     assert cfg.lost_frames - 1 <= first <= cfg.lost_frames, flags
     assert all(flags[first:]), flags
-    for b in boxes[first:]:  # frozen (at the last box scored as found) from the frame it was lost on
-        np.testing.assert_allclose(b, boxes[first])
-    assert iou(boxes[first][None], confident[None])[0] > 0.5
+    _, _, flags_off, boxes_off = _lost_run(student, redetect=False)
+    assert flags == flags_off
+    np.testing.assert_allclose(np.array(boxes), np.array(boxes_off))
 
 
 def test_redetection_finds_a_target_that_jumped_across_the_frame(student):

@@ -244,6 +244,9 @@ class _OracleBoxEngine:
             outs.append(out)
         return np.stack(outs)
 
+    def respond_features(self, kernel: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.respond(kernel, x), x.astype(np.float32)  # the "embedding" is the crop itself
+
 
 def _growing_clip(frames: int = 60) -> tuple[list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(0)
@@ -337,10 +340,15 @@ def test_box_head_onnx_parity_three_outputs(tmp_path, scale_mode) -> None:
     check = manifest["models"]["fp32"]["check"]
     assert check["response_max_abs_diff"] < 1e-4 and check["response_max_abs"] > 1.0
     graph = onnx.load(str(tmp_path / "search.onnx")).graph
-    assert [o.name for o in graph.output] == ["cls", "quality", "box"]
+    assert [o.name for o in graph.output] == ["cls", "quality", "box", "features"]
+    assert check["features_max_abs_diff"] < 1e-3
     engine, _ = load_exported(tmp_path)
-    out = engine.respond(engine.embed_exemplar(crops.z[:1]), crops.x[:2])
+    kernel = engine.embed_exemplar(crops.z[:1])
+    out = engine.respond(kernel, crops.x[:2])
     assert out.shape == (2, 6, 17, 17)
+    again, features = engine.respond_features(kernel, crops.x[:2])
+    np.testing.assert_array_equal(again, out)
+    assert features.shape[:2] == (2, kernel.shape[1]) and features.shape[-1] == 17 + kernel.shape[-1] - 1
     assert manifest["stats"]["scale_num"] == 1
 
 
@@ -393,5 +401,5 @@ def test_a_head_added_to_the_registry_builds_tracks_trains_exports_and_profiles(
     r = geometry(net, 127, 255).response_sz
     loss, _ = default_loss(net, TrainConfig(), TrackerConfig())(net, z, x, torch.tensor([[0., 0, 40, 30]] * 2))
     assert torch.isfinite(loss) and r == 17
-    assert search_outputs(net.head) == ["response"] and head_units(net.head) == []
+    assert search_outputs(net.head) == ["response", "features"] and head_units(net.head) == []
     assert count_macs(net)["scale_num"] == 3

@@ -79,6 +79,10 @@ class _MapEngine:
     def respond(self, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
         return np.repeat(self.response[None], len(x), axis=0)
 
+    def respond_features(self, kernel: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        side = self.response.shape[-1] + 5  # the search embedding a 6x6 kernel gives this map from
+        return self.respond(kernel, x), np.ones((len(x), 4, side, side), dtype=np.float32)
+
 
 def _lost(cfg: TrackerConfig) -> LostSearch:
     search = LostSearch()
@@ -101,12 +105,14 @@ def test_peak_guard_stays_on_when_the_reference_peak_is_not_positive() -> None:
     img = np.zeros((200, 240, 3), np.uint8)
     search = _lost(cfg)
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda c: (1.0, 1.0))
+                                 lambda features, tile, c: (1.0, 1.0))
     assert found is None and search.lost
     response[5, 9] = -0.5                              # close to the reference: found
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda c: (1.0, 1.0))
-    assert found is not None and not search.lost
+                                 lambda features, tile, c: (1.0, 1.0))
+    assert found is not None and search.lost           # the caller decides whether to take it
+    search.recover()
+    assert not search.lost
 
 
 @pytest.mark.parametrize("offset", [0.0, 4.0])
@@ -118,7 +124,7 @@ def test_redetected_centre_uses_the_same_geometry_as_tracking(offset: float) -> 
     search = _lost(cfg)
     x_sz = 120.0
     _, found = search.search(np.zeros((200, 240, 3), np.uint8), _MapEngine(response), None, x_sz, cfg,
-                             np.zeros(3), 8, offset, 5.0, lambda c: (1.0, 1.0))
+                             np.zeros(3), 8, offset, 5.0, lambda features, tile, c: (1.0, 1.0))
     import cv2
     up = 17 * cfg.response_up
     r = cv2.resize(response.astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
@@ -139,19 +145,44 @@ def _drifting_tracker(redetect: bool) -> TrackerSiamFC:
     return wrapper
 
 
-def test_opencv_rect_while_lost_is_frozen_only_with_redetection() -> None:
+def test_opencv_rect_while_lost_follows_the_best_match() -> None:
     """Issue 25: ``TrackerSiamFC.update`` said the rect is the frozen last-confident box while lost;
-    without re-detection it kept moving. The docstring now says which, and this holds it to it."""
+    it kept moving. The docstring now says it follows the best local match, with or without
+    re-detection (a frozen box lost targets a false alarm had given up), and this holds it to it."""
     frame = np.zeros((240, 640, 3), np.uint8)
-    off = _drifting_tracker(redetect=False)
-    answers = [off.update(frame) for _ in range(6)]
-    assert [ok for ok, _ in answers] == [True, False, False, False, False, False]
-    xs = [rect[0] for _, rect in answers[1:]]
-    assert all(b > a for a, b in zip(xs, xs[1:])), xs  # lost, and still following the best match
-    on = _drifting_tracker(redetect=True)
-    answers = [on.update(frame) for _ in range(6)]
-    assert [ok for ok, _ in answers[1:]] == [False] * 5
-    assert len({rect for _, rect in answers[1:]}) == 1  # frozen while lost
+    for redetect in (False, True):
+        wrapper = _drifting_tracker(redetect=redetect)
+        answers = [wrapper.update(frame) for _ in range(6)]
+        assert [ok for ok, _ in answers] == [True, False, False, False, False, False]
+        xs = [rect[0] for _, rect in answers[1:]]
+        assert all(b > a for a, b in zip(xs, xs[1:])), (redetect, xs)  # lost, still following
+
+
+@pytest.mark.parametrize("tile_score, jumps", [(0.9, True), (0.6, False), (0.75, False)])
+def test_redetection_jumps_only_to_a_confident_tile_better_than_the_local_match(tile_score: float,
+                                                                                jumps: bool) -> None:
+    """While lost, a re-detected tile replaces the local match only at ``redetect_found`` or more
+    and above the local match's confidence; taking it clears the flag."""
+    wrapper = _drifting_tracker(redetect=True)
+    tracker = wrapper.tracker
+    tracker.cfg = dataclasses.replace(tracker.cfg, redetect_found=0.7)
+    frame = np.zeros((240, 640, 3), np.uint8)
+    for _ in range(3):
+        wrapper.update(frame)
+    assert tracker.lost
+    local = tracker.center.copy()
+    target = np.array([500.0, 60.0])
+    found = target if tile_score >= tracker.cfg.redetect_found else None
+    tracker._lost_search.search = lambda *args: (tile_score, found)  # type: ignore[method-assign]
+    tracker.score = 0.8 if tile_score == 0.75 else 0.0   # the local match's confidence this frame
+    tracker._redetect(frame)
+    if jumps:
+        np.testing.assert_allclose(tracker.center, target)
+        assert not tracker.lost and tracker.score == tile_score
+        np.testing.assert_allclose(tracker.target_sz, tracker._lost_search.anchor[1])
+    else:
+        np.testing.assert_allclose(tracker.center, local)
+        assert tracker.lost
 
 
 # ------------------------------------------------------------------ the fit
@@ -219,6 +250,64 @@ def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -
     assert fit["auc_out_of_sample"] > 0.8 and fit["folds"] >= 2
     if name != "student":  # the defaults are the student's fit
         assert ckpt["tracker"]["conf_weights"] != list(DEFAULT_CONF_WEIGHTS)
+
+
+@pytest.mark.parametrize("head", ["xcorr", "box"])
+def test_appearance_window_is_what_the_response_cell_correlated(head: str) -> None:
+    """The appearance term reads the chosen box's embedding from the search features the engine
+    returns with the maps (no second backbone pass): for the xcorr head the window of response cell
+    (r, c) is exactly what the map's value at (r, c) is the correlation of."""
+    from siamtrack.tracking.confidence import window_terms
+
+    torch.manual_seed(0)
+    net = build_model(named_spec("student", head=head)).eval()
+    engine = SiamFCTracker(net, TrackerConfig()).engine
+    rng = np.random.default_rng(0)
+    kernel = engine.embed_exemplar(rng.integers(0, 256, (1, 3, 127, 127), dtype=np.uint8))
+    out, features = engine.respond_features(kernel, rng.integers(0, 256, (2, 3, 255, 255), dtype=np.uint8))
+    k = np.asarray(kernel)[0]
+    side = features.shape[-1] - k.shape[-1] + 1
+    assert side == out.shape[-1]
+    if head == "xcorr":
+        for row, col in [(0, 0), (5, 11), (side - 1, side - 1)]:
+            window = features[1, :, row:row + k.shape[-2], col:col + k.shape[-1]]
+            expected = net.head.out_scale * float((window * k).sum()) + float(net.head.bias.detach())
+            assert out[1, row, col] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    whole, core = window_terms(features[1], k, (3, 4))
+    assert -1.0 <= whole <= 1.0 and -1.0 <= core <= 1.0
+    # the kernel's own window scores 1: plant it at a cell and read it back
+    planted = features[1].copy()
+    planted[:, 6:6 + k.shape[-2], 2:2 + k.shape[-1]] = k
+    assert window_terms(planted, k, (6, 2)) == pytest.approx((1.0, 1.0))
+    assert window_terms(planted, k, (60, -9))[0] < 1.0  # clipped into the map, not an IndexError
+    # between cells: the bilinear blend of the four windows around the position
+    r0, c0, fr, fc = 4, 9, 0.25, 0.5
+    at = lambda r, c: features[1, :, r:r + k.shape[-2], c:c + k.shape[-1]]  # noqa: E731
+    blend = (1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c0 + 1)) + fr * ((1 - fc) * at(r0 + 1, c0) + fc * at(r0 + 1, c0 + 1))
+    planted = features[1].copy()
+    assert window_terms(planted, blend, (r0 + fr, c0 + fc)) == pytest.approx((1.0, 1.0))
+    assert window_terms(planted, blend, (r0, c0))[0] < 0.999
+    assert SiamFCTracker(net, TrackerConfig()).head_kind == head
+
+
+def test_appearance_drops_when_the_target_leaves() -> None:
+    """On a generated clip the tracked box's appearance (read from the search features) stays high;
+    a frame without the target (the background alone) scores lower."""
+    from siamtrack.data.synthetic import make_sequence
+
+    seq = make_sequence(num_frames=12, frame_size=(320, 240), target_size=(48, 40), seed=3, name="app")
+    if not (WEIGHTS / "siamfc_student.pth").is_file():
+        pytest.skip("no shipped student in this checkout")
+    tracker = SiamFCTracker.from_pretrained("student", threads=1)
+    tracker.init(seq.frames[0], seq.boxes[0])
+    on = []
+    for frame in seq.frames[1:]:
+        tracker.update(frame)
+        on.append(tracker.features[FEATURES.index("appearance")])
+    empty = np.full_like(seq.frames[0], 128)
+    tracker.update(empty)
+    off = tracker.features[FEATURES.index("appearance")]
+    assert min(on) > off + 0.2
 
 
 # ------------------------------------------------------------------ the pipeline refits

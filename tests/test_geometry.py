@@ -113,3 +113,21 @@ def test_hann_window_is_normalised_and_peaks_in_the_middle() -> None:
     assert w.shape == (17, 17) and w.sum() == pytest.approx(1.0)
     assert np.unravel_index(w.argmax(), w.shape) == (8, 8)
     np.testing.assert_allclose(w, w.T)
+
+
+@pytest.mark.parametrize("offset", [0.0, 4.0])
+def test_response_cell_inverts_peak_displacement(offset: float) -> None:
+    """The appearance term reads the search features where the tracker moved to: the position of a
+    displacement is the cell :func:`peak_displacement` maps there (fractional between cells), clipped."""
+    from siamtrack.geometry import peak_displacement, response_cell
+
+    side, stride, crop_px, instance, up = 25, 8, 300.0, 255, 16
+    for row, col in [(0, 0), (12, 12), (3, 20), (24, 7)]:
+        disp = peak_displacement(row, col, side, stride, 1, offset, crop_px, instance)
+        assert response_cell(disp, side, stride, offset, crop_px, instance) == pytest.approx((row, col))
+        # an upsampled peak lands between cells: pixel centre (i + 0.5) / up - 0.5 of the coarse map
+        fine = peak_displacement(row * up + 7, col * up + 9, side * up, stride, up, offset, crop_px, instance)
+        expected = (np.clip((row * up + 7.5) / up - 0.5, 0, side - 1), np.clip((col * up + 9.5) / up - 0.5, 0, side - 1))
+        assert response_cell(fine, side, stride, offset, crop_px, instance) == pytest.approx(expected)
+    assert response_cell(np.array([1e6, -1e6]), side, stride, offset, crop_px, instance) == (0.0, side - 1.0)
+    assert response_cell(np.array([np.nan, 0.0]), side, stride, offset, crop_px, instance)[1] == (side - 1) / 2

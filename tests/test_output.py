@@ -368,14 +368,14 @@ def test_one_tracker_in_two_threads_raises_two_trackers_work(files):
     shared = trackers[0]
     shared.init(seq.frames[0], seq.boxes[0])
     inside, release = threading.Event(), threading.Event()
-    real_respond = shared.engine.respond
+    real_respond = shared.engine.respond_features
 
     def slow_respond(*args):  # hold the first thread inside update
         inside.set()
         release.wait(10)
         return real_respond(*args)
 
-    shared.engine.respond = slow_respond  # type: ignore[method-assign]
+    shared.engine.respond_features = slow_respond  # type: ignore[method-assign]
     worker = threading.Thread(target=shared.update, args=(seq.frames[1],))
     worker.start()
     assert inside.wait(10)
@@ -385,7 +385,7 @@ def test_one_tracker_in_two_threads_raises_two_trackers_work(files):
     finally:
         release.set()
         worker.join()
-    shared.engine.respond = real_respond  # type: ignore[method-assign]
+    shared.engine.respond_features = real_respond  # type: ignore[method-assign]
     shared.update(seq.frames[2])  # usable again once the other call is done
 
 

@@ -116,9 +116,9 @@ def test_update_is_one_batched_pass_and_exemplar_is_embedded_once(clip) -> None:
     embedding = tracker.inference_net.backbone  # the copy the per-frame path runs
     run(tracker, clip.frames[:4], clip.boxes[0])
     # init: the exemplar once, plus one search crop for the reference peak re-detection compares with;
-    # then per frame one batch of the 5 scales and one exemplar-sized crop of the chosen box (the
-    # confidence's appearance term), never the exemplar again
-    assert embedding.calls == [(1, 3, 127, 127), (1, 3, 255, 255)] + [(5, 3, 255, 255), (1, 3, 127, 127)] * 3
+    # then per frame one batch of the 5 scales and nothing else: the confidence's appearance term
+    # reads the chosen box's embedding from that batch's features, never the exemplar again
+    assert embedding.calls == [(1, 3, 127, 127), (1, 3, 255, 255)] + [(5, 3, 255, 255)] * 3
 
 
 def siamfc_locate(maps: np.ndarray, cfg: TrackerConfig) -> tuple[int, int]:

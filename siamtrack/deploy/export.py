@@ -7,7 +7,10 @@
   xcorr is written as a MatMul, see :class:`_MatMulXCorr`). With the box head the search graph has
   three outputs instead: ``cls`` ``(S, r, r)``, ``quality`` ``(S, r, r)`` (logits) and ``box``
   ``(S, 4, r, r)`` (l, t, r, b in search pixels); the engine stacks them into the ``(S, 6, r, r)`` the
-  tracker reads (``siamtrack.models.heads.BOX_OUTPUTS``).
+  tracker reads (``siamtrack.models.heads.BOX_OUTPUTS``). Either way the last output is
+  ``features``, the search embedding ``(S, C, 22, 22)`` the head correlated: the tracker's
+  appearance term reads the chosen box's embedding from it (format 4; formats up to 3 lacked it
+  and made the tracker run the exemplar graph on one more crop per frame).
 
 The graphs take the tracker's planar uint8 crops as they are (``crop_squares`` writes planes, so no
 transpose is left) and cast them inside. Format 1 took NHWC crops and transposed them in the graph:
@@ -99,13 +102,20 @@ class _SearchGraph(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        return head_type(self.head).split(self.head(kernel, self.backbone(x.float())))
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.backbone(x.float())
+        out = head_type(self.head).split(self.head(kernel, features))
+        return (*(out if isinstance(out, tuple) else (out,)), features)
+
+
+#: The search graph's last output: the search embedding the head correlated (``(S, C, h, w)``),
+#: for the tracker's appearance term (``Engine.respond_features``).
+FEATURES_OUTPUT = "features"
 
 
 def search_outputs(head: nn.Module) -> list[str]:
-    """Output names of the search graph for ``head``."""
-    return [name for name, _ in head_type(head).outputs]
+    """Output names of the search graph for ``head``: the head's, then :data:`FEATURES_OUTPUT`."""
+    return [name for name, _ in head_type(head).outputs] + [FEATURES_OUTPUT]
 
 
 def torch_response(net: nn.Module, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +165,7 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
     ``crops``, batched like the tracker: each exemplar against ``scale_num`` search crops, or (scale
     mode ``exemplar``) ``scale_num`` exemplars against each search crop."""
     ref = copy.deepcopy(net).cpu().float().eval()
-    kernel_diff = response_diff = peak = 0.0
+    kernel_diff = response_diff = features_diff = peak = 0.0
     n = len(crops.z)
     pyramid = head_type(net).pyramid(scale_mode)
     with torch.inference_mode():
@@ -166,12 +176,14 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
             k_ref = exemplar_embedding(ref, torch.from_numpy(z).float())
             r_ref = torch_response(ref, k_ref, torch.from_numpy(x).float())
             k_ort = engine.embed_exemplar(z)
-            r_ort = engine.respond(k_ort, x)
+            r_ort, f_ort = engine.respond_features(k_ort, x)
+            f_ref = ref.backbone(torch.from_numpy(x).float())
             kernel_diff = max(kernel_diff, float(np.abs(k_ort - k_ref.numpy()).max()))
             response_diff = max(response_diff, float(np.abs(r_ort - r_ref.numpy()).max()))
+            features_diff = max(features_diff, float(np.abs(f_ort - f_ref.numpy()).max()))
             peak = max(peak, float(r_ref.abs().max()))
     return {"response_max_abs_diff": response_diff, "kernel_max_abs_diff": kernel_diff,
-            "response_max_abs": peak, "crops": n, "data": crops.data}
+            "features_max_abs_diff": features_diff, "response_max_abs": peak, "crops": n, "data": crops.data}
 
 
 def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
@@ -212,6 +224,8 @@ def export_onnx(net: nn.Module, cfg: TrackerConfig, out_dir: str | os.PathLike[s
         "inputs": {"z": "uint8 (B, 3, exemplar_sz, exemplar_sz) RGB planes",
                    "x": "uint8 (S, 3, instance_sz, instance_sz) RGB planes",
                    "kernel": "float32 exemplar embedding from exemplar.onnx (1, C, h, w)"},
+        "outputs": {name: ("float32 search embedding (S, C, H, W)" if name == FEATURES_OUTPUT else "float32 head output")
+                    for name in search_outputs(net.head)},
         "models": {"fp32": {"exemplar": EXEMPLAR_FILE, "search": SEARCH_FILE,
                             "check": {**parity, "tolerance": tolerance}}},
         "meta": dict(meta or {}),

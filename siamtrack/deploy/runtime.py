@@ -21,9 +21,10 @@ import torch
 #: The JSON an exported folder holds next to its ONNX graphs (see :mod:`siamtrack.deploy.export`).
 MANIFEST = "siamtrack.json"
 #: Layout of exported folders: 2 takes planar ``(N, 3, H, W)`` uint8 crops (1 took NHWC ones); 3 lets
-#: the search graph take several exemplar kernels (``scale_mode: exemplar``). Part of the export
-#: cache's key, so a cached export of older graphs is made again, not reused.
-FORMAT_VERSION = 3
+#: the search graph take several exemplar kernels (``scale_mode: exemplar``); 4 adds the search
+#: embedding as the search graph's last output (``features``). Part of the export cache's key, so a
+#: cached export of older graphs is made again, not reused.
+FORMAT_VERSION = 4
 #: Precisions an exported folder may hold: fp32 graphs, or an int8 search graph (exemplar in fp32).
 PRECISIONS = ("fp32", "int8")
 
@@ -48,7 +49,8 @@ def require_deploy(module: str) -> Any:
 
 class OrtEngine:
     """Two onnxruntime sessions on the CPU: ``exemplar`` (``z`` uint8 NCHW -> ``kernel``) and
-    ``search`` (``x`` uint8 NCHW with a dynamic batch, ``kernel`` -> ``response`` (S, 17, 17)).
+    ``search`` (``x`` uint8 NCHW with a dynamic batch, ``kernel`` -> ``response`` (S, 17, 17) and
+    ``features``, the search embedding).
 
     The sessions use as many intra-op threads as torch (``torch.get_num_threads()``) and are
     rebuilt when that changes, so ``torch.set_num_threads`` governs both backends alike and timing
@@ -83,6 +85,8 @@ class OrtEngine:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = tuple(self._ort.InferenceSession(m, opts, providers=["CPUExecutionProvider"])
                                for m in self._models)
+        # every output but the last (``features``): what ``respond`` asks for, so it copies no features
+        self._head_names = [o.name for o in self._sessions[1].get_outputs()][:-1]
         self._threads = threads
 
     def embed_exemplar(self, z: np.ndarray) -> np.ndarray:
@@ -90,8 +94,19 @@ class OrtEngine:
         return self._sessions[0].run(None, {"z": np.ascontiguousarray(z)})[0]
 
     def respond(self, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self._head_output(self._run_search(kernel, x, self._head_names))
+
+    def respond_features(self, kernel: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = self._run_search(kernel, x, None)
+        return self._head_output(outs[:-1]), outs[-1]
+
+    def _run_search(self, kernel: np.ndarray, x: np.ndarray, names: list[str] | None) -> list[np.ndarray]:
+        """The search graph's outputs ``names`` (``None``: all; the head's, then ``features``)."""
         self._ensure_sessions()
-        outs = self._sessions[1].run(None, {"x": np.ascontiguousarray(x), "kernel": kernel})
+        return self._sessions[1].run(names, {"x": np.ascontiguousarray(x), "kernel": kernel})
+
+    @staticmethod
+    def _head_output(outs: Sequence[np.ndarray]) -> np.ndarray:
         if len(outs) == 1:
             return outs[0]
         cls, quality, box = outs  # a box head's three outputs, as the torch engine stacks them
@@ -114,7 +129,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not a siamtrack export (needs 'tracker' and 'models')")
     if manifest.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: export format {manifest.get('format')!r}, this siamtrack reads format "
-                         f"{FORMAT_VERSION} (planar crops, several exemplar kernels); export the checkpoint "
+                         f"{FORMAT_VERSION} (planar crops, several exemplar kernels, the search embedding as an output); export the checkpoint "
                          f"again with `siamtrack export --weights CHECKPOINT --output {Path(folder)}`")
     return manifest
 

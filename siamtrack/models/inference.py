@@ -57,7 +57,10 @@ class Engine(Protocol):
     * ``embed_exemplar(z)``: ``(1, 3, ez, ez)`` uint8 -> the exemplar embedding (opaque to the
       tracker, computed once at ``init``);
     * ``respond(kernel, x)``: ``(S, 3, iz, iz)`` uint8 -> ``(S, r, r)`` float32 numpy logits (xcorr
-      head), or ``(S, 6, r, r)`` float32 (box head: ``siamtrack.models.heads.BOX_OUTPUTS``).
+      head), or ``(S, 6, r, r)`` float32 (box head: ``siamtrack.models.heads.BOX_OUTPUTS``);
+    * ``respond_features(kernel, x)``: the same and the search embedding it came from, ``(S, C, h, w)``
+      float32 numpy: the tracker's appearance term reads the chosen box's embedding from it instead
+      of running the backbone on one more crop.
     """
 
     backend: str
@@ -65,6 +68,8 @@ class Engine(Protocol):
     def embed_exemplar(self, z: np.ndarray) -> Any: ...
 
     def respond(self, kernel: Any, x: np.ndarray) -> np.ndarray: ...
+
+    def respond_features(self, kernel: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class TorchEngine:
@@ -88,7 +93,12 @@ class TorchEngine:
             return exemplar_embedding(self.net, self._to_batch(z))
 
     def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
+        return self.respond_features(kernel, x)[0]
+
+    def respond_features(self, kernel: torch.Tensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            out = self.net.head(kernel, self.net.backbone(self._to_batch(x)))
-        # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
-        return (out[:, 0] if out.shape[1] == 1 else out).float().cpu().numpy()
+            features = self.net.backbone(self._to_batch(x))
+            out = self.net.head(kernel, features)
+            # one device -> host copy each (one sync on CUDA); the post-processing is faster on the host
+            return ((out[:, 0] if out.shape[1] == 1 else out).float().cpu().numpy(),
+                    features.float().cpu().contiguous().numpy())

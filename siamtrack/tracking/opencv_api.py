@@ -49,9 +49,9 @@ class TrackerSiamFC:
 
     def update(self, frame_bgr: np.ndarray) -> tuple[bool, tuple[int, int, int, int]]:
         """``(ok, (x, y, w, h))`` in integer pixels, as OpenCV's trackers answer; ``ok`` is False
-        while the target is lost. The rect is then the frozen last-confident box only with
-        re-detection on (``tracker.cfg.redetect``); with it off it is the tracker's current box,
-        which keeps following the best match (an app that wants a frozen box keeps its last ok one)."""
+        while the target is lost. The rect is the tracker's current box either way: it keeps
+        following the best local match, and with re-detection on (``tracker.cfg.redetect``) jumps to
+        a confidently re-detected target (an app that wants a frozen box keeps its last ok one)."""
         box = self.tracker.update(self._rgb(frame_bgr))
         x, y, w, h = (int(round(v)) for v in box)
         return (not self.tracker.lost), (x, y, max(1, w), max(1, h))

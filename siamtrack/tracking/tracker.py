@@ -8,7 +8,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
           ─► normalise, cosine window ─► peak ─► new centre and size
           ─► confidence: response statistics + the new box's embedding against the exemplar's
-             (one exemplar-sized crop) + motion, one logistic model (:mod:`.confidence`)
+             (read from the search features the engine returned with the maps) + motion, one
+             logistic model (:mod:`.confidence`)
 
 The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
 (``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
@@ -34,13 +35,13 @@ import numpy as np
 import torch
 
 from ..config import TrackerConfig
-from ..geometry import context_size, crop_squares, hann_window, peak_displacement
+from ..geometry import context_size, crop_squares, hann_window, peak_displacement, response_cell
 from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import (appearance_terms, calibrated_score, classification_maps, frame_features, motion,
-                         response_stats, smooth)
+from .confidence import (calibrated_score, classification_maps, frame_features, motion, response_stats, smooth,
+                         window_terms)
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -206,7 +207,7 @@ class SiamFCTracker(TrackerBase):
         self.arch: dict[str, Any] | None = arch
         self.net: torch.nn.Module | None = None
         self.export_folder: Path | None = None  # set when the graphs come from an exported folder
-        if hasattr(net, "embed_exemplar") and hasattr(net, "respond"):
+        if all(hasattr(net, m) for m in ("embed_exemplar", "respond", "respond_features")):
             self.engine: Engine = net  # type: ignore[assignment]
             self.device = getattr(net, "device", torch.device("cpu"))
             if device is not None and torch.device(device) != self.device:
@@ -225,7 +226,8 @@ class SiamFCTracker(TrackerBase):
                 pass  # a custom backbone without a spec still tracks
         else:
             raise TypeError("net must have .backbone(x) and .head(z, x) (see siamtrack.models.SiamNet) "
-                            "or be an engine with .embed_exemplar / .respond (siamtrack.models.inference)")
+                            "or be an engine with .embed_exemplar / .respond / .respond_features "
+                            "(siamtrack.models.inference.Engine)")
         self.backend = self.engine.backend
         self.precision: str = getattr(self.engine, "precision", "fp32")
         # the torch engine's fused (conv+BN), channels_last copy: same outputs, fewer passes
@@ -251,7 +253,10 @@ class SiamFCTracker(TrackerBase):
         self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
         self.features = np.zeros(8)  # the last frame's confidence inputs (confidence.FEATURES)
         self._smoothed: np.ndarray | None = None  # their moving average (cfg.conf_smoothing)
-        self._kernel_vec = np.zeros(1)  # the exemplar embedding on the host, for the appearance term
+        self._kernel_vec = np.zeros((1, 1, 1, 1))  # the exemplar embedding on the host, for the appearance term
+        # (search features of the crop the last peak was found in, that crop's centre, its side in
+        # frame pixels): where the appearance term reads the chosen box's embedding
+        self._view: tuple[np.ndarray, np.ndarray, float] = (np.zeros((1, 1, 1)), np.zeros(2), 1.0)
         self.lost = False
         self._lost_search = LostSearch()
 
@@ -333,17 +338,21 @@ class SiamFCTracker(TrackerBase):
         ``S - 1`` resizes saves ~0.5 ms a frame on 2 CPU cores.
         """
         cfg = self.cfg
-        peaks = maps.max(axis=(1, 2))
-        best = int(np.nan_to_num(peaks * penalties, nan=-np.inf).argmax())
+        scored = maps.max(axis=(1, 2)) * penalties
+        scored[~np.isfinite(scored)] = -np.inf
+        best = int(scored.argmax())
         side = maps.shape[-1] * cfg.response_up
         r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
-        # (1 - wi) * (r - min) / sum(r - min) + wi * window, in place: a temporary of this 272x272
-        # map costs ~40 us per pass on 2 cores after the network has run (~0.18 ms in all)
-        r -= r.min()
-        r *= (1.0 - cfg.window_influence) / (float(r.sum()) + 1e-16)
-        r += self._weighted_window(side)
+        # argmax of (1 - wi) * (r - min) / sum(r - min) + wi * window with OpenCV's reductions and
+        # one fused multiply-add (a 400x400 map for Lite0: each numpy pass ~40 us on 2 cores); the
+        # min is subtracted, not folded into the sum, so a flat map scales to zeros, not to a huge
+        # constant that would drown the window in float32 rounding
+        r -= cv2.minMaxLoc(r)[0]
+        mass = float(cv2.sumElems(r)[0])
+        scored_map = cv2.scaleAdd(r, (1.0 - cfg.window_influence) / (mass + 1e-16), self._weighted_window(side))
+        col, row = cv2.minMaxLoc(scored_map)[3]
         self.stats = response_stats(maps[best:best + 1])[0]  # the confidence's map statistics
-        return best, int(r.argmax()), side
+        return best, int(row) * side + int(col), side
 
     # ------------------------------------------------------------------ got10k API
     @_one_thread_at_a_time
@@ -388,19 +397,25 @@ class SiamFCTracker(TrackerBase):
         peak = float(classification_maps(self.engine.respond(self._kernel, crop)).max())
         return peak if math.isfinite(peak) else -math.inf
 
-    def _appearance(self, img: np.ndarray, center: np.ndarray) -> tuple[float, float]:
-        """The exemplar embedding against the embedding of an exemplar crop at ``center`` and the
-        current size (:func:`~.confidence.appearance_terms`): the confidence's appearance terms, one
-        backbone pass on a 127-pixel crop (~1/8 of a frame's search for the shipped networks)."""
-        z_sz = context_size(*self.target_sz, self.cfg.context)
-        z = crop_squares(img, center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
-        return appearance_terms(_host(self.engine.embed_exemplar(z)), self._kernel_vec)
+    def _appearance(self, features: np.ndarray, crop_center: np.ndarray, crop_px: float,
+                    center: np.ndarray) -> tuple[float, float]:
+        """The confidence's appearance terms for a box at ``center``: the exemplar embedding against
+        the window of a search crop's embedding ``features`` ``(C, h, w)`` (the crop: ``crop_px`` frame
+        pixels around ``crop_center``) that a response cell at ``center`` correlates, blended
+        bilinearly between cells (:func:`~.confidence.window_terms`). The features come with the
+        response, so this costs a few slices and dot products, not a backbone pass on one more crop."""
+        side = features.shape[-1] - self._kernel_vec.shape[-1] + 1  # the response map's side
+        cell = response_cell(center - crop_center, side, self.geometry.stride, self.geometry.offset,
+                             crop_px, self.cfg.instance_sz)
+        return window_terms(features, self._kernel_vec[0], cell)
 
     def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray]:
         """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size)``."""
         cfg = self.cfg
         crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
-        out = self.engine.respond(self._kernel, crops)[0]          # (6, r, r)
+        outs, features = self.engine.respond_features(self._kernel, crops)
+        out = outs[0]                                              # (6, r, r)
+        self._view = (features[0], self.center, x_sz)
         to_frame = x_sz / cfg.instance_sz                          # frame pixels per crop pixel
         pick = pick_box(out, tuple(self.target_sz / to_frame), self.geometry.stride, self.geometry.offset,
                         peak_window(out.shape[-1]), cfg.box_penalty_k, cfg.box_window_influence)
@@ -412,25 +427,39 @@ class SiamFCTracker(TrackerBase):
     @_one_thread_at_a_time
     def update(self, image: Any) -> np.ndarray:
         """Locate the target in ``image``; returns ``[x, y, w, h]`` float64 and sets ``self.score``
-        and ``self.lost``. While lost with ``cfg.redetect`` the returned box is the frozen last
-        confident one; with re-detection off it is the tracker's current (moving) box."""
+        and ``self.lost``. The box always follows the best local match (lost or not); while lost
+        with ``cfg.redetect`` tiles around the last confident box are searched too, and the box
+        jumps to a tile's match that is confident (``redetect_found``) and more so than the local one."""
         if self._kernel is None:
             raise ValueError("call init(image, box) before update(image)")
         img = as_rgb_uint8(image)
         cfg = self.cfg
-        x_sz = self._search_side()
-        if self.lost and cfg.redetect:  # box frozen; search tiles until the target is found again
-            self.score, found = self._lost_search.search(
-                img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
-                self.geometry.offset, self.reference_peak, lambda c: self._appearance(img, c))
-            if found is not None:
-                self.center, self.lost, self._smoothed = found, False, None
-                self._clamp(img.shape[0], img.shape[1])
-            return self.box
         prev = (self.center.copy(), self.target_sz.copy())
         step = getattr(self, self.STEPS[HEAD_TYPES[self.head_kind].step])
-        self.center, self.target_sz = step(img, x_sz)
-        return self._finish(img, prev)
+        self.center, self.target_sz = step(img, self._search_side())
+        box = self._finish(img, prev)
+        if self.lost and cfg.redetect:
+            box = self._redetect(img)
+        return box
+
+    def _redetect(self, img: np.ndarray) -> np.ndarray:
+        """One lost frame's tile search (:class:`~.redetect.LostSearch`) at the last confident box's
+        size; a candidate replaces the local match only when it scores ``redetect_found`` or more and
+        above the local match, so a false alarm costs time, not the target (a frozen box, the first
+        design, lost targets the flag had wrongly given up: val AO 0.562 against 0.581 off)."""
+        cfg = self.cfg
+        anchor_center, anchor_size = self._lost_search.anchor
+        x_sz = context_size(*anchor_size, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        score, found = self._lost_search.search(
+            img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
+            self.geometry.offset, self.reference_peak,
+            lambda features, tile, c: self._appearance(features, tile, x_sz, c))
+        if found is not None and score > self.score:
+            self.center, self.target_sz, self.score = found, anchor_size.copy(), score
+            self.lost, self._smoothed = False, None
+            self._lost_search.recover()
+            self._clamp(img.shape[0], img.shape[1])
+        return self.box
 
     #: ``HeadType.step`` (``models.heads.HEAD_TYPES``) -> the method that moves the box one frame,
     #: ``(image, search side) -> (centre, size)`` (the score comes from :meth:`_finish`, one scale for all)
@@ -443,17 +472,18 @@ class SiamFCTracker(TrackerBase):
         if self._pyramid is not None:  # one crop against the exemplar's scale pyramid (set at init)
             factors, penalties = self._pyramid
             crops = crop_squares(img, self.center, [x_sz], cfg.instance_sz, self.avg_color)
-            maps = self.engine.respond(self._kernels, crops)
+            maps, features = self.engine.respond_features(self._kernels, crops)
         else:
             factors, penalties = self._scale_table()
             crops = crop_squares(img, self.center, x_sz * factors, cfg.instance_sz, self.avg_color)
             # (S, 17, 17) logits on the host: the post-processing is a few small arrays, faster
             # with OpenCV than as torch ops
-            maps = self.engine.respond(self._kernel, crops)
+            maps, features = self.engine.respond_features(self._kernel, crops)
         best, loc, side = self._locate(maps, penalties)
         row, col = divmod(loc, side)
         factor = float(factors[best])
         crop_scale = 1.0 if self._pyramid is not None else factor  # the crop the peak was found in
+        self._view = (features[0 if self._pyramid is not None else best], self.center, x_sz * crop_scale)
         disp = peak_displacement(row, col, side, self.geometry.stride, cfg.response_up, self.geometry.offset,
                                  x_sz * crop_scale, cfg.instance_sz)
         return self.center + disp, self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
@@ -466,16 +496,13 @@ class SiamFCTracker(TrackerBase):
         if not np.isfinite(self.center).all() or not np.isfinite(self.target_sz).all():  # a broken net
             self.center, self.target_sz = prev
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
-        self.features = frame_features(self.stats, self.reference_peak, self._appearance(img, self.center),
+        self.features = frame_features(self.stats, self.reference_peak, self._appearance(*self._view, self.center),
                                        jump, resize)[0]
         self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
         score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
-        became_lost = self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
+        self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
         self.lost = self._lost_search.lost
-        if became_lost:
-            if cfg.redetect:  # back to the last confident box, frozen while searching
-                self.center, self.target_sz = (v.copy() for v in self._lost_search.anchor)
         return self.box
 
