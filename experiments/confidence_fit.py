@@ -1,6 +1,6 @@
 """Fit a checkpoint's confidence and lost flag out of sample and write them into a checkpoint.
 
-Tracks the first ``--frames`` frames of every sequence of the training roots (``got10k/train`` +
+Tracks (the first ``--frames`` frames of) every sequence of the training roots (``got10k/train`` +
 ``got10k-extra/train``) and all of val with re-detection off, fits the logistic confidence
 (grouped k-fold by sequence for the out-of-sample figures), picks the flag's thresholds on the
 out-of-fold scores, prints in-sample / out-of-sample / val ROC AUC and writes the settings into
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", required=True, help="checkpoint file or shipped name (teacher, student, alexnet)")
     parser.add_argument("--output", help="checkpoint to write (default: --weights itself, rewritten atomically)")
     parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--frames", type=int, default=60, help="frames tracked per training sequence (0: all)")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="frames tracked per training sequence (default 0: all; the shipped fits)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--no-val", action="store_true", help="skip the val report")
     parser.add_argument("--cache", help="npz of the collected frames, reused when present")
