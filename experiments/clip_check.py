@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def read_clip(name: str) -> tuple[list[np.ndarray], np.ndarray]:
     return frames, box
 
 
-def track(tracker, frames: list[np.ndarray], box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def track(tracker: Any, frames: list[np.ndarray], box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes ``(N, 4)`` and lost flags ``(N,)`` of one run (frame 0: the given box, not lost)."""
     tracker.init(frames[0], box)
     boxes, lost = [box], [False]
@@ -52,6 +53,7 @@ def track(tracker, frames: list[np.ndarray], box: np.ndarray) -> tuple[np.ndarra
 
 
 def reference(name: str, key: str, frames: list[np.ndarray], box: np.ndarray, cache: Path) -> np.ndarray:
+    """Baseline ``key``'s boxes on clip ``name`` (tracked once, then read from ``cache``)."""
     path = cache / f"{name}_{key}.txt"
     if path.is_file():
         return np.loadtxt(path, delimiter=",")
@@ -94,6 +96,7 @@ def losses(label: np.ndarray, min_run: int) -> list[tuple[int, int]]:
 
 
 def report(name: str, label: np.ndarray, lost: np.ndarray, min_run: int) -> list[str]:
+    """Lines: on-target frames flagged (and which), each loss with the flag's delay, unknown frames."""
     on = label == 1
     lines = [f"on target {int(on.sum())} frames, flagged on {int(lost[on].sum())} "
              f"({lost[on].mean() if on.any() else float('nan'):.1%})"

@@ -158,8 +158,8 @@ def test_opencv_rect_while_lost_follows_the_best_match() -> None:
         assert all(b > a for a, b in zip(xs, xs[1:])), (redetect, xs)  # lost, still following
 
 
-@pytest.mark.parametrize("tile_score, jumps", [(0.9, True), (0.6, False), (0.75, False)])
-def test_redetection_jumps_only_to_a_confident_tile_better_than_the_local_match(tile_score: float,
+@pytest.mark.parametrize("tile_score, local_score, jumps", [(0.9, 0.0, True), (0.6, 0.0, False), (0.75, 0.8, False)])
+def test_redetection_jumps_only_to_a_confident_tile_better_than_the_local_match(tile_score: float, local_score: float,
                                                                                 jumps: bool) -> None:
     """While lost, a re-detected tile replaces the local match only at ``redetect_found`` or more
     and above the local match's confidence; taking it clears the flag."""
@@ -174,7 +174,7 @@ def test_redetection_jumps_only_to_a_confident_tile_better_than_the_local_match(
     target = np.array([500.0, 60.0])
     found = target if tile_score >= tracker.cfg.redetect_found else None
     tracker._lost_search.search = lambda *args: (tile_score, found)  # type: ignore[method-assign]
-    tracker.score = 0.8 if tile_score == 0.75 else 0.0   # the local match's confidence this frame
+    tracker.score = local_score                          # the local match's confidence this frame
     tracker._redetect(frame)
     if jumps:
         np.testing.assert_allclose(tracker.center, target)
@@ -284,9 +284,8 @@ def test_appearance_window_is_what_the_response_cell_correlated(head: str) -> No
     r0, c0, fr, fc = 4, 9, 0.25, 0.5
     at = lambda r, c: features[1, :, r:r + k.shape[-2], c:c + k.shape[-1]]  # noqa: E731
     blend = (1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c0 + 1)) + fr * ((1 - fc) * at(r0 + 1, c0) + fc * at(r0 + 1, c0 + 1))
-    planted = features[1].copy()
-    assert window_terms(planted, blend, (r0 + fr, c0 + fc)) == pytest.approx((1.0, 1.0))
-    assert window_terms(planted, blend, (r0, c0))[0] < 0.999
+    assert window_terms(features[1], blend, (r0 + fr, c0 + fc)) == pytest.approx((1.0, 1.0))
+    assert window_terms(features[1], blend, (r0, c0))[0] < 0.999
     assert SiamFCTracker(net, TrackerConfig()).head_kind == head
 
 
@@ -370,3 +369,35 @@ def test_flag_choice_falls_back_to_the_fewest_on_target_flags() -> None:
     # the fewest any setting can flag: 8 low frames to enter (frames 8 and 9 flagged) and 2 good ones
     # to leave (the first good frame still flagged): 3 of 30, above the 2.5 % budget
     assert cfg != base and rates["on_target_flagged"] == pytest.approx(3 / 30) and rates["lost_flagged"] > 0
+
+
+def test_clip_check_labels_losses_and_flag_delays() -> None:
+    """experiments/clip_check.py, which gives the README clips' flag figures: a frame is on target
+    only where both references agree with the box, a loss is a long enough off-target run after an
+    on-target frame, out-of-view frames count as off target, and the report gives the flag's delay."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("clip_check", WEIGHTS.parent / "experiments" / "clip_check.py")
+    clip_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(clip_check)
+    n = 30
+    ref = np.tile([100.0, 100.0, 40.0, 40.0], (n, 1))
+    other = ref.copy()
+    other[20:24, 0] += 200                                     # the references disagree on 20-23
+    boxes = ref.copy()
+    boxes[8:16, 0] += 100                                      # off target on 8-15
+    boxes[26:, 0] += 10                                        # still within half a size: on target
+    label = clip_check.labels("clip", boxes, [ref, other])
+    assert label[:8].tolist() == [1] * 8 and label[8:16].tolist() == [0] * 8
+    assert label[20:24].tolist() == [-1] * 4 and label[26:].tolist() == [1] * 4
+    assert clip_check.losses(label, 5) == [(8, 15)] and clip_check.losses(label, 9) == []
+    lost = np.zeros(n, bool)
+    lost[11:17] = True                                         # 3 frames late, 1 on-target frame flagged
+    lines = clip_check.report("clip", label, lost, 5)
+    assert "on target 18 frames, flagged on 1 (5.6%): frames 16" in lines[0] and "loss at 8-15 (8 frames): flag after 3 frames" in lines[1]
+    clip_check.ABSENT["clip"] = [(2, 3)]
+    try:
+        assert clip_check.labels("clip", boxes, [ref, other])[2:4].tolist() == [0, 0]
+    finally:
+        del clip_check.ABSENT["clip"]
+    assert clip_check.runs_text(np.array([3, 4, 5, 9])) == "3-5, 9"
