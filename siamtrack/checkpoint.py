@@ -34,7 +34,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary sibling, fsync, then rename over ``path``. The file gets the
+    mode a plain ``open`` would give it (``0o666`` less the umask), not ``mkstemp``'s owner-only
+    ``0o600``, so a checkpoint written on a shared machine is as readable as any other file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -43,6 +45,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

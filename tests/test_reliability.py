@@ -275,3 +275,20 @@ def test_long_run_core_reports_windows_and_rss_growth() -> None:
     with pytest.raises(ValueError, match="warm-up"):
         long_run.track_stream(tiny_tracker(), frames=100, window=50, warmup=100)
 
+
+
+def test_checkpoints_get_the_umask_mode_not_owner_only(tmp_path) -> None:
+    """atomic_save writes through mkstemp, which creates 0o600 files; a checkpoint must be as
+    readable as a plain ``torch.save`` would leave it (0o666 less the umask)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic_save({"x": 1}, tmp_path / "a.pth")
+        os.umask(0o077)
+        atomic_save({"x": 2}, tmp_path / "b.pth")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.pth").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.pth").stat().st_mode) == 0o600
