@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from siamtrack.cli import parse_box
 from siamtrack.evaluation.baselines import make_baseline, with_shared_files
 from siamtrack.io.frames import open_source
 from siamtrack.tracking.threads import apply_threads
@@ -38,7 +39,7 @@ ABSENT = {"sam2_dog": [(74, 101)]}
 def read_clip(name: str) -> tuple[list[np.ndarray], np.ndarray]:
     """RGB frames and the first-frame box of ``name`` (``<name>.mp4`` and ``<name>.box``)."""
     frames = list(open_source(str(VIDEOS / f"{name}.mp4")))
-    box = np.array([float(v) for v in (VIDEOS / f"{name}.box").read_text().replace(",", " ").split()])
+    box = np.array(parse_box((VIDEOS / f"{name}.box").read_text()))
     return frames, box
 
 

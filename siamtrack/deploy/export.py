@@ -38,8 +38,8 @@ from torch import nn
 from ..checkpoint import sha256_file
 from ..config import TrackerConfig
 from ..models.heads import XCorrHead, head_type
-from ..models.inference import fuse_conv_bn
-from ..models.profile import count_macs
+from ..models.inference import engine_output, fuse_conv_bn
+from ..models.profile import tracker_costs
 from ..models.siamese import exemplar_embedding
 from .runtime import FORMAT_VERSION, MANIFEST, OrtEngine
 from .crops import Crops
@@ -118,13 +118,6 @@ def search_outputs(head: nn.Module) -> list[str]:
     return [name for name, _ in head_type(head).outputs] + [FEATURES_OUTPUT]
 
 
-def torch_response(net: nn.Module, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """What an engine's ``respond`` returns, computed by the PyTorch ``net``: ``(S, r, r)`` for the
-    xcorr head, ``(S, 6, r, r)`` for the box head."""
-    out = net.head(kernel, net.backbone(x))
-    return out[:, 0] if out.shape[1] == 1 else out
-
-
 def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], output: str | list[str],
              dynamic: dict[str, dict[int, str]]) -> bytes:
     buf = io.BytesIO()
@@ -174,10 +167,10 @@ def compare_with_torch(net: nn.Module, engine: OrtEngine, crops: Crops, scale_nu
             z = crops.z[batch] if pyramid else crops.z[i:i + 1]
             x = crops.x[i:i + 1] if pyramid else crops.x[batch]
             k_ref = exemplar_embedding(ref, torch.from_numpy(z).float())
-            r_ref = torch_response(ref, k_ref, torch.from_numpy(x).float())
+            f_ref = ref.backbone(torch.from_numpy(x).float())
+            r_ref = engine_output(ref.head(k_ref, f_ref))  # what the engine's respond returns
             k_ort = engine.embed_exemplar(z)
             r_ort, f_ort = engine.respond_features(k_ort, x)
-            f_ref = ref.backbone(torch.from_numpy(x).float())
             kernel_diff = max(kernel_diff, float(np.abs(k_ort - k_ref.numpy()).max()))
             response_diff = max(response_diff, float(np.abs(r_ort - r_ref.numpy()).max()))
             features_diff = max(features_diff, float(np.abs(f_ort - f_ref.numpy()).max()))
@@ -219,7 +212,7 @@ def export_onnx(net: nn.Module, cfg: TrackerConfig, out_dir: str | os.PathLike[s
         "tracker": asdict(cfg),
         "arch": _spec_or_none(net),
         "source": {"weights": str(Path(source).resolve()), "sha256": sha256_file(source)} if source else None,
-        "stats": _stats(net, cfg),
+        "stats": tracker_costs(net, cfg),  # what `siamtrack speed` reports; the folder has no torch net
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         "inputs": {"z": "uint8 (B, 3, exemplar_sz, exemplar_sz) RGB planes",
                    "x": "uint8 (S, 3, instance_sz, instance_sz) RGB planes",
@@ -241,13 +234,3 @@ def _spec_or_none(net: nn.Module) -> dict[str, Any] | None:
         return model_spec(net)  # type: ignore[arg-type]
     except (TypeError, AttributeError):
         return None
-
-
-def _stats(net: nn.Module, cfg: TrackerConfig) -> dict[str, int]:
-    """What ``siamtrack speed`` reports for a model, kept here because the folder has no torch net."""
-    from ..models import count_parameters
-
-    macs = count_macs(copy.deepcopy(net).cpu().float().eval(), cfg.exemplar_sz, cfg.instance_sz,
-                      cfg.scale_num, cfg.scale_mode)
-    return {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-            "params": count_parameters(net), "scale_num": macs["scale_num"]}

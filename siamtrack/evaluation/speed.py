@@ -25,7 +25,7 @@ import numpy as np
 
 from .baselines import opencv_errors_only, with_shared_files
 from .benchmark import _set_threads, baseline_specs, learned_spec
-from ..models.profile import count_macs, format_macs
+from ..models.profile import format_macs, tracker_costs
 from .report import speed_markdown, write_json
 
 Log = Callable[[str], None]
@@ -59,14 +59,11 @@ def _frames(n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray
 def _static(spec: Any, tracker: Any) -> dict[str, Any]:
     """MACs, parameters and file size: counted on the torch net, or read from the export's JSON
     (an exported folder has no torch net; the counts were taken at export)."""
-    from ..models import count_parameters
     from ..deploy.runtime import read_manifest
 
     cfg = tracker.cfg
     if tracker.net is not None:
-        macs = count_macs(tracker.net, cfg.exemplar_sz, cfg.instance_sz, cfg.scale_num, cfg.scale_mode)
-        counts = {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-                  "params": count_parameters(tracker.net), "scale_num": macs["scale_num"]}
+        counts = tracker_costs(tracker.net, cfg)
     else:
         stats = read_manifest(spec.source)["stats"]
         counts = {k: stats[k] for k in ("macs", "exemplar_macs", "params")}

@@ -92,13 +92,23 @@ class TorchEngine:
         with torch.inference_mode():
             return exemplar_embedding(self.net, self._to_batch(z))
 
+    def _search(self, kernel: torch.Tensor, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(engine_output(head output), search features)`` on the device."""
+        features = self.net.backbone(self._to_batch(x))
+        return engine_output(self.net.head(kernel, features)), features
+
     def respond(self, kernel: torch.Tensor, x: np.ndarray) -> np.ndarray:
-        return self.respond_features(kernel, x)[0]
+        with torch.inference_mode():
+            # one device -> host copy (one sync on CUDA); the post-processing is faster on the host
+            return self._search(kernel, x)[0].float().cpu().numpy()
 
     def respond_features(self, kernel: torch.Tensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            features = self.net.backbone(self._to_batch(x))
-            out = self.net.head(kernel, features)
-            # one device -> host copy each (one sync on CUDA); the post-processing is faster on the host
-            return ((out[:, 0] if out.shape[1] == 1 else out).float().cpu().numpy(),
-                    features.float().cpu().contiguous().numpy())
+            out, features = self._search(kernel, x)
+            return out.float().cpu().numpy(), features.float().cpu().contiguous().numpy()
+
+
+def engine_output(out: torch.Tensor) -> torch.Tensor:
+    """A head's ``(S, C, r, r)`` output as engines return it: ``(S, r, r)`` for the one-channel xcorr
+    head, ``(S, 6, r, r)`` as it is for the box head (:class:`Engine`)."""
+    return out[:, 0] if out.shape[1] == 1 else out

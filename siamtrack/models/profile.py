@@ -11,12 +11,13 @@ compression code reuses this module for its MAC budget.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..config import EXEMPLAR_SZ, INSTANCE_SZ
+from ..config import EXEMPLAR_SZ, INSTANCE_SZ, TrackerConfig
 from .heads import head_type
 
 
@@ -88,6 +89,19 @@ def count_macs(net: nn.Module, exemplar_sz: int = EXEMPLAR_SZ, instance_sz: int 
                 "per_crop": per_frame, "search": per_frame, "per_frame": per_frame, "scale_num": 1}
     return {"exemplar": z_macs, "search_backbone": x_macs, "xcorr": xcorr, "per_crop": per_crop,
             "search": scale_num * per_crop, "per_frame": scale_num * per_crop, "scale_num": scale_num}
+
+
+def tracker_costs(net: nn.Module, cfg: TrackerConfig) -> dict[str, int]:
+    """What ``siamtrack speed`` reports for ``net`` tracked with ``cfg`` and what an export stores for
+    it (an exported folder has no torch net): ``macs`` per frame, ``exemplar_macs`` (once per
+    sequence), ``params`` and ``scale_num`` (search crops per frame). Counted on a CPU copy, so
+    ``net`` may live on any device and in any mode."""
+    from .siamese import count_parameters
+
+    macs = count_macs(copy.deepcopy(net).cpu().float().eval(), cfg.exemplar_sz, cfg.instance_sz,
+                      cfg.scale_num, cfg.scale_mode)
+    return {"macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
+            "params": count_parameters(net), "scale_num": macs["scale_num"]}
 
 
 def _tower_macs(head: nn.Module, towers: Mapping[str, str], channels: int, side: int) -> int:

@@ -385,10 +385,11 @@ class SiamFCTracker(TrackerBase):
         self._smoothed = None
         self._lost_search.reset(self.center, self.target_sz)
 
-    def _search_side(self) -> float:
-        """Side in frame pixels of the (unit-scale) search crop for the current target size."""
+    def _search_side(self, target_sz: np.ndarray | None = None) -> float:
+        """Side in frame pixels of the (unit-scale) search crop for ``target_sz`` (default: the current size)."""
         cfg = self.cfg
-        return context_size(*self.target_sz, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        size = self.target_sz if target_sz is None else target_sz
+        return context_size(*size, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
 
     def _peak_at(self, img: np.ndarray, center: np.ndarray) -> float:
         """Raw response peak of one search crop at ``center`` at the current size (the box head's
@@ -448,8 +449,8 @@ class SiamFCTracker(TrackerBase):
         above the local match, so a false alarm costs time, not the target (a frozen box, the first
         design, lost targets the flag had wrongly given up: val AO 0.562 against 0.581 off)."""
         cfg = self.cfg
-        anchor_center, anchor_size = self._lost_search.anchor
-        x_sz = context_size(*anchor_size, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
+        anchor_size = self._lost_search.anchor[1]
+        x_sz = self._search_side(anchor_size)
         score, found = self._lost_search.search(
             img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
             self.geometry.offset, self.reference_peak,
@@ -482,10 +483,11 @@ class SiamFCTracker(TrackerBase):
         best, loc, side = self._locate(maps, penalties)
         row, col = divmod(loc, side)
         factor = float(factors[best])
-        crop_scale = 1.0 if self._pyramid is not None else factor  # the crop the peak was found in
-        self._view = (features[0 if self._pyramid is not None else best], self.center, x_sz * crop_scale)
+        # the crop the peak was found in, and its side in frame pixels
+        crop, crop_px = (0, x_sz) if self._pyramid is not None else (best, x_sz * factor)
+        self._view = (features[crop], self.center, crop_px)
         disp = peak_displacement(row, col, side, self.geometry.stride, cfg.response_up, self.geometry.offset,
-                                 x_sz * crop_scale, cfg.instance_sz)
+                                 crop_px, cfg.instance_sz)
         return self.center + disp, self.target_sz * ((1.0 - cfg.scale_lr) + cfg.scale_lr * factor)
 
     def _finish(self, img: np.ndarray, prev: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
