@@ -27,7 +27,7 @@ import torch
 from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
 from .config import (DataConfig, ExperimentConfig, ModelConfig, TrackerConfig, TrainConfig, load_experiment,
                      to_dict)
-from .models import SiamNet, build_configured, count_parameters
+from .models import SiamNet, build_configured
 from .training.stages import Stage
 from .training.trainer import DistEnv, Trainer, setup_distributed
 
@@ -72,13 +72,13 @@ def evaluate_checkpoint(path: Path, cfg: ExperimentConfig, out_dir: Path) -> dic
     return {k: float(scores[k]) for k in ("ao", "sr50", "sr75", "auc", "fps") if scores.get(k) is not None}
 
 
-def profile_summary(net: SiamNet, path: Path | None = None, scale_num: int = 3,
-                    scale_mode: str = "search") -> dict[str, float]:
-    """Parameters, MACs per tracked frame and size on disk: the cost columns of the stage table."""
-    from .models.profile import count_macs
-    macs = count_macs(net, scale_num=scale_num, scale_mode=scale_mode)
-    out = {"params": count_parameters(net), "macs": macs["per_frame"], "exemplar_macs": macs["exemplar"],
-           "search_crops": macs["scale_num"]}
+def profile_summary(net: SiamNet, tracker: TrackerConfig, path: Path | None = None) -> dict[str, float]:
+    """Parameters, MACs per tracked frame (:func:`~.models.profile.tracker_costs`, at the tracker's
+    own crop sizes and scales) and size on disk: the cost columns of the stage table."""
+    from .models.profile import tracker_costs
+    costs = tracker_costs(net, tracker)
+    out = {"params": costs["params"], "macs": costs["macs"], "exemplar_macs": costs["exemplar_macs"],
+           "search_crops": costs["scale_num"]}
     if path is not None and path.exists():
         out["bytes"] = path.stat().st_size
     return out
@@ -209,8 +209,7 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - evaluation must never cost the trained weights
             print(f"[{stage}] evaluation failed, weights saved without metrics: {exc!r}", file=sys.stderr)
             metrics = {}
-        summary = {"stage": stage, **profile_summary(net, final, self.cfg.tracker.scale_num,
-                                                     self.cfg.tracker.scale_mode), **metrics}
+        summary = {"stage": stage, **profile_summary(net, self.cfg.tracker, final), **metrics}
         save_checkpoint(final, net, tracker_cfg, dict(meta, metrics=metrics, summary=summary))
         self.results[stage] = summary
         return net

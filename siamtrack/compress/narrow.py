@@ -79,8 +79,7 @@ def narrow_from(source: SiamNet, student: SiamNet) -> SiamNet:
                 _copy_conv_bn(s_b.project, d_b.project, out_idx, hid)
                 prev = out_idx
         adj_idx = _top(_gamma(src.adjust[1]), dst.adjust[0].out_channels)
-        dst.adjust[0].weight.data.copy_(src.adjust[0].weight.detach()[adj_idx][:, prev])
-        copy_bn(src.adjust[1], dst.adjust[1], adj_idx)
+        _copy_conv_bn(src.adjust, dst.adjust, adj_idx, prev)
         for name, tensor in source.head.state_dict().items():   # xcorr: the learned bias
             own = student.head.state_dict().get(name)
             if own is not None and own.shape == tensor.shape:
