@@ -93,11 +93,42 @@ def test_export_round_trip(exported, clip) -> None:
         assert got.shape == (scales, 17, 17)
         np.testing.assert_allclose(got, ref, atol=1e-4)
 
+    # the xcorr's shapes are constants but the batch: no Shape/Gather chain left to run every frame
+    onnx = pytest.importorskip("onnx")
+    assert "Shape" not in {node.op_type for node in onnx.load(str(out / fp32["search"])).graph.node}
+
     loaded = SiamFCTracker.from_pretrained(out)
     assert loaded.backend == "onnxruntime" and loaded.net is None and loaded.cfg == CFG
     assert loaded.name == "SiamFC-tiny_onnx" and loaded.arch == manifest["arch"]
     boxes = run(loaded, clip.frames[:4], clip.boxes[0])
     assert boxes.shape == (4, 4) and np.isfinite(boxes).all()
+
+
+def test_stride4_lite_student_exports_with_the_std_folded(ort, tmp_path) -> None:
+    """A narrow EfficientNet-Lite student with the stride-4 stem (student v4's shape) on a 207-pixel
+    search crop: the graph has no division left (the std is in the stem) and matches PyTorch."""
+    torch.manual_seed(0)
+    widths = {"stem": 8, "stages": [{"out": 8, "hidden": [8]}, {"out": 16, "hidden": [16]},
+                                    {"out": 32, "hidden": [48]}]}
+    net = build_model(named_spec("efficientnet_lite0", adjust=32, stem_stride=4, widths=widths,
+                                 frozen_stages=-1, freeze_bn=False)).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+        net.head.out_scale = 5.0  # responses of order 1 (a random net answers ~1e-3 at 0.05)
+    cfg = TrackerConfig(instance_sz=207, response_up=8)
+    save_checkpoint(tmp_path / "v4.pth", net, cfg)
+    assert main(["export", "--weights", str(tmp_path / "v4.pth"), "--output", str(tmp_path / "v4"),
+                 "--data", str(tmp_path / "none")]) == 0
+    manifest = json.loads((tmp_path / "v4" / "siamtrack.json").read_text())
+    check = manifest["models"]["fp32"]["check"]
+    assert check["response_max_abs"] > 0.1 and check["response_max_abs_diff"] < 1e-4
+    onnx = pytest.importorskip("onnx")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "v4" / "search.onnx")).graph.node]
+    assert "Div" not in ops and "Sub" in ops
+    tracker = SiamFCTracker.from_pretrained(tmp_path / "v4")
+    assert tracker.geometry.response_sz == 19 and tracker.cfg == cfg
 
 
 def test_backend_parity_on_generated_sequence(ort, clip) -> None:

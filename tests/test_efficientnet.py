@@ -15,8 +15,9 @@ import torch
 
 from siamtrack.checkpoint import read_checkpoint
 from siamtrack.models import build_model, count_parameters, exemplar_embedding, model_spec, named_spec
-from siamtrack.models.efficientnet import (EfficientLiteBackbone, WeightsPackageMissing,
+from siamtrack.models.efficientnet import (EfficientLiteBackbone, WeightsPackageMissing, centre_kernel,
                                            load_imagenet_classifier, weights_file)
+from siamtrack.models.inference import fold_for_inference, inference_copy
 from siamtrack.models.heads import XCorrHead
 from siamtrack.models.profile import count_macs
 from siamtrack.training.losses import balanced_logistic_loss, logistic_labels, shifted_logistic_labels
@@ -121,6 +122,70 @@ def test_feature_maps_keep_stride_8_at_every_depth(variant, stages, channels, bl
         return divmod(int(f.argmax()), f.shape[-1])
     (r0, c0), (r1, c1) = peak(0), peak(8)
     assert r1 == r0 and c1 == c0 + 1
+
+
+def test_stride4_stem_keeps_stride_8_and_runs_nothing_at_half_resolution():
+    bb = EfficientLiteBackbone(stages=3, adjust=32, stem_stride=4).eval()
+    assert bb.stem[0].kernel_size == (5, 5) and bb.stem[0].stride == (4, 4)
+    assert [stage[0].depthwise[0].stride[0] for stage in bb.stages] == [1, 1, 2]
+    assert bb.tap_strides() == [4, 4, 8, 8]
+    with torch.no_grad():
+        out, taps = bb.forward_taps(torch.zeros(1, 3, 255, 255))
+        assert out.shape == (1, 32, 32, 32) and bb(torch.zeros(1, 3, 207, 207)).shape == (1, 32, 26, 26)
+    assert [t.shape[-1] for t in taps] == bb.tap_sizes(255) == [64, 64, 32, 32]
+    assert EfficientLiteBackbone(stages=3).tap_strides() == [2, 4, 8, 8]
+    spec = named_spec("efficientnet_lite0", adjust=32, stem_stride=4)
+    assert spec["backbone"]["stem_stride"] == 4 and "stem_stride" not in named_spec("efficientnet_lite0")["backbone"]
+    assert model_spec(build_model(spec)) == spec
+    # the same per-pixel alignment as the stride-2 stem: one bright pixel 8 pixels on is one cell on
+    def peak(dx: int) -> tuple[int, int]:
+        img = torch.zeros(1, 3, 255, 255)
+        img[..., 120, 120 + dx] = 255.0
+        with torch.no_grad():
+            f = (bb(img) - bb(torch.zeros(1, 3, 255, 255))).abs().sum(1)[0]
+        return divmod(int(f.argmax()), f.shape[-1])
+    (r0, c0), (r1, c1) = peak(0), peak(8)
+    assert r1 == r0 and c1 == c0 + 1
+    with pytest.raises(ValueError, match="stem_stride must be 2"):
+        EfficientLiteBackbone(stem_stride=8)
+
+
+@needs_package
+def test_imagenet_weights_start_a_stride4_stem_centred():
+    bb = EfficientLiteBackbone(stages=3, adjust=32, stem_stride=4)
+    bb.load_imagenet()
+    classifier, _ = load_imagenet_classifier("lite0")
+    torch.testing.assert_close(bb.stem[0].weight[..., 1:4, 1:4], classifier.stem[0].weight)
+    torch.testing.assert_close(bb.stages[1][0].expand[0].weight, classifier.stages[1][0].expand[0].weight)
+
+
+def test_centre_kernel_pads_and_crops_around_the_centre():
+    w = torch.arange(2 * 3 * 9, dtype=torch.float32).view(2, 3, 3, 3)
+    padded = centre_kernel(w, 5)
+    assert padded.shape == (2, 3, 5, 5) and torch.equal(padded[..., 1:4, 1:4], w)
+    assert padded.abs().sum() == w.abs().sum()  # the ring is zeros
+    assert torch.equal(centre_kernel(padded, 3), w) and centre_kernel(w, 3) is w
+    with pytest.raises(ValueError, match="cannot centre"):
+        centre_kernel(w, 4)
+
+
+@pytest.mark.parametrize("stem_stride", [2, 4])
+def test_folding_the_input_std_into_the_stem_changes_no_output(stem_stride):
+    """The inference copy divides the stem's weights by the std instead of every crop: exact, border
+    included (the zero padding comes after the subtraction), for both stems."""
+    torch.manual_seed(0)
+    net = build_model(named_spec("efficientnet_lite0", adjust=32, stem_stride=stem_stride)).eval()
+    x = torch.rand(2, 3, 127, 127) * 255
+    x[..., :3, :] = 255.0  # a saturated border: the padding's neighbours
+    with torch.no_grad():
+        expected = net.backbone(x)
+        fast = inference_copy(net)
+        assert fast.backbone.std is None and net.backbone.std is not None  # the source is untouched
+        torch.testing.assert_close(fast.backbone(x.contiguous(memory_format=torch.channels_last)), expected,
+                                   rtol=1e-4, atol=1e-4)
+    fold_for_inference(fast)  # twice is once
+    with torch.no_grad():
+        torch.testing.assert_close(fast.backbone(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_frozen_stages_and_batchnorm_statistics():

@@ -83,6 +83,18 @@ def test_narrow_copy_keeps_the_channels_with_the_largest_bn_scale(source):
     assert float(student.head.bias.detach()) == pytest.approx(-1.5)
 
 
+def test_narrow_copy_into_a_stride4_stem_centres_the_source_stem(source):
+    student = narrow_from(source, _lite(WIDTHS, frozen_stages=-1, freeze_bn=False, stem_stride=4))
+    reference = narrow_from(source, _lite(WIDTHS, frozen_stages=-1, freeze_bn=False))
+    stem = student.backbone.stem[0].weight
+    assert stem.shape[-2:] == (5, 5)
+    torch.testing.assert_close(stem[..., 1:4, 1:4], reference.backbone.stem[0].weight)
+    assert float(stem.detach()[..., 0, :].abs().sum() + stem.detach()[..., :, 0].abs().sum()) == 0.0
+    for (name, a), b in zip(student.state_dict().items(), reference.state_dict().values()):
+        if not name.startswith("backbone.stem.0."):  # every other tensor is the same selection
+            torch.testing.assert_close(a, b)
+
+
 def test_narrow_from_refuses_other_backbones(source):
     alexnet = build_configured(ModelConfig(name="alexnet"))
     with pytest.raises(TypeError, match="EfficientNet-Lite backbones"):

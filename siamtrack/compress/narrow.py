@@ -14,6 +14,9 @@ every convolution to them:
   its input's channels;
 * the adjust layer's outputs (the embedding) by its BN; the head's learned bias is copied.
 
+The student may have a stride-4 stem (``stem_stride=4``) where the source has Lite's stride 2: its
+5x5 kernel starts from the source's 3x3 one, centred (an initialisation, not an equivalent network).
+
 A stage keeps its first blocks (the first changes resolution and width; the later ones are residual
 refinements, the part a narrow network can drop). BN running statistics are copied too but no
 longer describe the narrow network (fewer channels feed each sum): the student trains its BNs.
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from ..models import SiamNet
-from ..models.efficientnet import EfficientLiteBackbone, MBConv
+from ..models.efficientnet import EfficientLiteBackbone, MBConv, centre_kernel
 from .prune_head import copy_bn
 
 
@@ -46,7 +49,7 @@ def _copy_conv_bn(src: nn.Sequential, dst: nn.Sequential, out_idx: torch.Tensor,
     w = src[0].weight.detach()[out_idx]
     if in_idx is not None:
         w = w[:, in_idx]
-    dst[0].weight.data.copy_(w)
+    dst[0].weight.data.copy_(centre_kernel(w, dst[0].kernel_size[0]))  # a 3x3 stem into a 5x5 stride-4 one
     copy_bn(src[1], dst[1], out_idx)
 
 

@@ -15,7 +15,7 @@
 The graphs take the tracker's planar uint8 crops as they are (``crop_squares`` writes planes, so no
 transpose is left) and cast them inside. Format 1 took NHWC crops and transposed them in the graph:
 ~0.2 ms of a ~4.5 ms search pass on 2 cores; its folders are refused with a request to re-export.
-Every conv+BN pair is folded before export. A folder holds the graphs and ``siamtrack.json`` (the
+Every conv+BN pair is folded before export, and an EfficientNet-Lite's input std into its stem. A folder holds the graphs and ``siamtrack.json`` (the
 tracker settings, the architecture, the source weights' hash and the parity check), which is what
 :meth:`SiamFCTracker.from_pretrained` reads.
 """
@@ -38,7 +38,7 @@ from torch import nn
 from ..checkpoint import sha256_file
 from ..config import TrackerConfig
 from ..models.heads import XCorrHead, head_type
-from ..models.inference import engine_output, fuse_conv_bn
+from ..models.inference import engine_output, fold_for_inference
 from ..models.profile import tracker_costs
 from ..models.siamese import exemplar_embedding
 from .runtime import FORMAT_VERSION, MANIFEST, OrtEngine
@@ -71,10 +71,14 @@ class _MatMulXCorr(nn.Module):
     its weight, ~720 us with a constant one-output-channel Conv for the shifts, ~310 us like this.
     """
 
-    def __init__(self, head: XCorrHead, kernel_hw: tuple[int, int], search_hw: tuple[int, int]) -> None:
+    def __init__(self, head: XCorrHead, channels: int, kernel_hw: tuple[int, int],
+                 search_hw: tuple[int, int]) -> None:
         super().__init__()
         self.out_scale, self.bias = head.out_scale, head.bias
         (h, w), (hx, wx) = kernel_hw, search_hw
+        # every shape but the batch as a constant: shapes read from the tensors trace into ~20
+        # Shape/Gather/Unsqueeze/Concat nodes that onnxruntime runs on every frame (~60 us)
+        self.channels, self.kernel_hw, self.search_hw = channels, (h, w), (hx, wx)
         ho, wo = hx - h + 1, wx - w + 1
         cols = torch.zeros(w, wx, wo)   # cols[j, x + j, x] = 1
         rows = torch.zeros(h, ho, hx)   # rows[i, y, y + i] = 1
@@ -86,13 +90,11 @@ class _MatMulXCorr(nn.Module):
         self.register_buffer("rows", rows)
 
     def forward(self, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        _, c, hx, wx = x.shape
-        h, w = kernel.shape[-2:]
+        c, (h, w), (hx, wx) = self.channels, self.kernel_hw, self.search_hw
         # K kernels against S crops, K or S being 1 (MatMul broadcasts): max(K, S) maps
-        k = kernel.reshape(kernel.shape[0], c, h * w).transpose(1, 2)     # (K, h*w, C)
-        per_tap = torch.matmul(k, x.reshape(x.shape[0], c, hx * wx))      # (S, h*w, hx*wx)
-        s = per_tap.shape[0]
-        shifted = torch.matmul(per_tap.reshape(s, h, w, hx, wx), self.cols).sum(2)  # (S, h, hx, wo)
+        k = kernel.reshape(-1, c, h * w).transpose(1, 2)                  # (K, h*w, C)
+        per_tap = torch.matmul(k, x.reshape(-1, c, hx * wx))              # (S, h*w, hx*wx)
+        shifted = torch.matmul(per_tap.reshape(-1, h, w, hx, wx), self.cols).sum(2)  # (S, h, hx, wo)
         out = torch.matmul(self.rows, shifted).sum(1)                     # (S, ho, wo)
         return out.unsqueeze(1) * self.out_scale + self.bias
 
@@ -135,7 +137,7 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str
 
 def onnx_graphs(net: nn.Module, cfg: TrackerConfig) -> tuple[bytes, bytes]:
     """Serialized ``(exemplar, search)`` graphs of ``net`` (any module with ``.backbone`` / ``.head``)."""
-    fused = fuse_conv_bn(copy.deepcopy(net).cpu().float().eval())
+    fused = fold_for_inference(copy.deepcopy(net).cpu().float().eval())
     z = torch.zeros(1, 3, cfg.exemplar_sz, cfg.exemplar_sz, dtype=torch.uint8)
     x = torch.zeros(cfg.scale_num, 3, cfg.instance_sz, cfg.instance_sz, dtype=torch.uint8)
     with torch.no_grad():
@@ -143,7 +145,7 @@ def onnx_graphs(net: nn.Module, cfg: TrackerConfig) -> tuple[bytes, bytes]:
         exemplar = _to_onnx(_ExemplarGraph(fused), (z,), ["z"], "kernel",
                             {"z": {0: "batch"}, "kernel": {0: "batch"}})
         features = fused.backbone(x.float())
-        head = (_MatMulXCorr(fused.head, kernel.shape[-2:], features.shape[-2:])
+        head = (_MatMulXCorr(fused.head, features.shape[1], kernel.shape[-2:], features.shape[-2:])
                 if type(fused.head) is XCorrHead else fused.head)
         outputs = search_outputs(fused.head)
         search = _to_onnx(_SearchGraph(fused.backbone, head), (x, kernel), ["x", "kernel"], outputs,

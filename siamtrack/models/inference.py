@@ -39,9 +39,21 @@ def fuse_conv_bn(module: nn.Module) -> nn.Module:
     return module
 
 
+def fold_for_inference(net: nn.Module) -> nn.Module:
+    """In place: conv+BN pairs folded (:func:`fuse_conv_bn`) and, for a backbone that normalises its
+    input (``fold_input_std``), the input std folded into its first convolution. Returns ``net``."""
+    fuse_conv_bn(net)
+    for module in net.modules():
+        fold = getattr(module, "fold_input_std", None)
+        if callable(fold):
+            fold()
+    return net
+
+
 def inference_copy(net: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """A fused, eval-mode copy of ``net`` on ``device`` (``channels_last`` on CPU); ``net`` is untouched."""
-    fast = fuse_conv_bn(copy.deepcopy(net).eval()).to(device)
+    """A folded (:func:`fold_for_inference`), eval-mode copy of ``net`` on ``device`` (``channels_last``
+    on CPU); ``net`` is untouched."""
+    fast = fold_for_inference(copy.deepcopy(net).eval()).to(device)
     if torch.device(device).type == "cpu":
         fast = fast.to(memory_format=torch.channels_last)
     return fast.eval()

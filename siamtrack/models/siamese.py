@@ -115,7 +115,7 @@ def student_spec(width: float = 1.0, out_scale: float = OUT_SCALE, head: str = "
 def efficientnet_lite_spec(variant: str = "lite0", width: float = 1.0, out_scale: float = OUT_SCALE,
                            stages: int = 3, adjust: int = 128, exemplar_crop: int = 8, frozen_stages: int = 2,
                            freeze_bn: bool = True, head: str = "xcorr", tower: int = 2,
-                           widths: dict[str, Any] | None = None) -> ArchSpec:
+                           widths: dict[str, Any] | None = None, stem_stride: int = 2) -> ArchSpec:
     """EfficientNet-Lite ``variant`` (lite0/1/2) up to ``stages`` (3: 40 channels at stride 8 for
     Lite0/1, 48 for Lite2; 4-5 dilated) + a 1x1 adjust to ``adjust`` channels; the head correlates the
     centred ``exemplar_crop`` x ``exemplar_crop`` window of the 16x16 exemplar map with the 32x32
@@ -123,7 +123,8 @@ def efficientnet_lite_spec(variant: str = "lite0", width: float = 1.0, out_scale
     Initialise with ImageNet weights through :func:`siamtrack.models.efficientnet.load_imagenet`
     (``model.pretrained: imagenet``). ``head="box"`` swaps the xcorr head for the SiamFC++-style box
     head (:class:`~.heads.BoxHead`). ``widths`` narrows it (a compact student whose channels
-    :mod:`siamtrack.compress.narrow` selects from a trained or ImageNet network, not ImageNet's)."""
+    :mod:`siamtrack.compress.narrow` selects from a trained or ImageNet network, not ImageNet's);
+    ``stem_stride=4`` moves stage 2's stride into a 5x5 stem (a fast student: no layer at half resolution)."""
     if width != 1.0:
         raise ValueError(f"efficientnet_{variant} has no width multiplier (the ImageNet weights fix it)")
     backbone = {"type": "efficientnet_lite", "variant": variant, "stages": stages, "adjust": adjust,
@@ -131,6 +132,9 @@ def efficientnet_lite_spec(variant: str = "lite0", width: float = 1.0, out_scale
     if not freeze_bn:
         backbone["freeze_bn"] = False
     name = f"efficientnet_{variant}_s{stages}"
+    if stem_stride != 2:
+        backbone["stem_stride"] = stem_stride
+        name += f"_stem{stem_stride}"
     if widths is not None:
         backbone["widths"] = widths
         name += "_narrow"
