@@ -9,6 +9,11 @@ first, and writes it with the settings to ``--json``.
     nice -n 19 env OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/tune_tracker.py \\
         --weights runs/teacher_lite0_box/teacher/final.pth --workers 2 \\
         --grid box_penalty_k=0.04,0.1,0.2 box_window_influence=0.21,0.35 box_lr=0.52,0.8
+
+``--apply KEY=V ... --output PATH`` then writes a copy of the checkpoint with that setting (one of
+the grid's, or any other) and the table in ``meta.tracker_search`` with ``--note`` (why this one),
+so a shipped file says where its tracker settings came from. Refit the confidence after it
+(``experiments/confidence_fit.py``): its features depend on the settings.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from siamtrack.evaluation.experiments import FolderDataset
 from siamtrack.geometry import iou
@@ -37,8 +43,6 @@ _FRAMES: dict[str, list[np.ndarray]] = {}
 
 def _setup(weights: str) -> None:
     global _TRACKER
-    import torch
-
     from siamtrack.tracking.tracker import SiamFCTracker
 
     torch.set_num_threads(1)
@@ -75,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=1, help="use every step-th frame (faster motion)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", default="")
+    parser.add_argument("--apply", nargs="+", default=[], metavar="KEY=V",
+                        help="write this setting into a copy of the checkpoint (needs --output)")
+    parser.add_argument("--output", default="", help="checkpoint to write with --apply")
+    parser.add_argument("--note", default="", help="why the applied setting was chosen (kept in the checkpoint)")
+    parser.add_argument("--eval-root", default="", help="with --apply: score the written checkpoint on this "
+                        "GOT-10k-layout root's val (siamtrack benchmark) into meta.metrics")
     args = parser.parse_args(argv)
+    if bool(args.apply) != bool(args.output):
+        parser.error("--apply and --output go together")
 
     axes: dict[str, list[Any]] = {}
     for item in args.grid:
@@ -89,8 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(s, list(files), np.asarray(anno, dtype=np.float64), args.step)
             for _, files, anno in seqs for s in settings]
     t0 = time.time()
-    with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.weights,)) as pool:
-        scores = list(pool.map(_score, jobs, chunksize=len(settings)))
+    if args.workers <= 1:  # in this process: no fork of a process whose torch has started threads
+        threads = torch.get_num_threads(), cv2.getNumThreads()
+        _setup(args.weights)
+        try:
+            scores = [_score(job) for job in jobs]
+        finally:
+            torch.set_num_threads(threads[0])
+            cv2.setNumThreads(threads[1])
+    else:
+        with ProcessPoolExecutor(args.workers, initializer=_setup, initargs=(args.weights,)) as pool:
+            scores = list(pool.map(_score, jobs, chunksize=len(settings)))
     sums = np.array([s for s, _ in scores], dtype=np.float64).reshape(len(seqs), len(settings))
     counts = np.array([n for _, n in scores], dtype=np.float64).reshape(len(seqs), len(settings))
     ao = sums.sum(0) / np.maximum(counts.sum(0), 1)
@@ -103,13 +124,51 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---:|" * (len(axes) + 2))
     for i in order:
         print("| " + " | ".join(str(settings[i][k]) for k in axes) + f" | {ao[i]:.3f} | {seq_mean[i]:.3f} |")
+    summary = {"weights": args.weights, "roots": args.roots, "step": args.step, "settings": settings,
+               "ao": ao.tolist(), "sequence_mean_ao": seq_mean.tolist()}
     if args.json:
-        Path(args.json).write_text(json.dumps({"weights": args.weights, "roots": args.roots,
-                                               "settings": settings, "ao": ao.tolist(),
-                                               "sequence_mean_ao": seq_mean.tolist(),
-                                               "per_sequence": dict(zip([s[0] for s in seqs], table.tolist()))},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps({**summary, "per_sequence": dict(zip([s[0] for s in seqs],
+                                                                                     table.tolist()))}, indent=1))
+    if args.apply:
+        chosen = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.apply)}
+        metrics = apply_setting(args.weights, args.output, chosen, {**summary, "chosen": chosen, "note": args.note},
+                                args.eval_root)
+        print(f"wrote {args.output} with {chosen} (val: {metrics or 'not scored'}); "
+              f"refit its confidence: experiments/confidence_fit.py")
     return 0
+
+
+def apply_setting(weights: str, output: str, chosen: dict[str, Any], record: dict[str, Any],
+                  eval_root: str = "") -> dict[str, float]:
+    """Copy checkpoint ``weights`` to ``output`` (atomically) with the ``chosen`` tracker fields and the
+    search in ``meta.tracker_search``; ``TrackerConfig`` validates the result before it is written.
+    The val metrics and stage summary measured under the old settings move to
+    ``tracker_search.metrics_before`` / ``summary_before`` (they no longer describe the file); the
+    summary is recounted at the new settings (MACs, crops) and, with ``eval_root``, the new file is
+    scored into ``meta.metrics`` and the summary."""
+    from siamtrack.checkpoint import atomic_save, load_model, plain_data, read_checkpoint
+    from siamtrack.config import ExperimentConfig, TrackerConfig, from_dict
+    from siamtrack.pipeline import evaluate_checkpoint, profile_summary
+    from siamtrack.weights import resolve_weights
+
+    ckpt = read_checkpoint(resolve_weights(weights))
+    unknown = sorted(set(chosen) - {f.name for f in dataclasses.fields(TrackerConfig)})
+    if unknown:
+        raise SystemExit(f"error: not TrackerConfig fields: {', '.join(unknown)}")
+    tracker = dict(ckpt["tracker"], **chosen)
+    cfg = from_dict(TrackerConfig, tracker)  # a bad value is an error here, not in the shipped file
+    ckpt["tracker"] = tracker
+    meta = dict(ckpt.get("meta", {}))
+    before = meta.pop("summary", {})
+    record = {**record, "metrics_before": meta.pop("metrics", {}), "summary_before": before}
+    ckpt["meta"] = dict(meta, tracker_search=plain_data(record))
+    atomic_save(ckpt, output)
+    summary = {"stage": before.get("stage", meta.get("stage")), **profile_summary(load_model(output)[0], cfg)}
+    metrics = evaluate_checkpoint(Path(output), ExperimentConfig(eval_root=eval_root),
+                                  Path(output).with_suffix(".val")) if eval_root else {}
+    ckpt["meta"].update(summary=plain_data({**summary, **metrics}), **({"metrics": metrics} if metrics else {}))
+    atomic_save(ckpt, output)
+    return metrics
 
 
 if __name__ == "__main__":
