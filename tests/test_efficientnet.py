@@ -104,6 +104,15 @@ def test_missing_package_is_one_line_with_the_fix(monkeypatch):
         weights_file("lite9")
 
 
+def _peak_cell(bb: torch.nn.Module, dx: int) -> tuple[int, int]:
+    """``(row, col)`` of the feature cell that one bright pixel at (120, 120 + dx) changes most."""
+    img = torch.zeros(1, 3, 255, 255)
+    img[..., 120, 120 + dx] = 255.0
+    with torch.no_grad():
+        f = (bb(img) - bb(torch.zeros(1, 3, 255, 255))).abs().sum(1)[0]
+    return divmod(int(f.argmax()), f.shape[-1])
+
+
 @pytest.mark.parametrize("variant, stages, channels, blocks",
                          [("lite0", 3, 40, 2), ("lite0", 4, 80, 3), ("lite0", 5, 112, 3), ("lite1", 3, 40, 3),
                           ("lite2", 3, 48, 3)])
@@ -114,13 +123,7 @@ def test_feature_maps_keep_stride_8_at_every_depth(variant, stages, channels, bl
         assert bb(torch.zeros(1, 3, 127, 127)).shape == (1, 64, 16, 16)
         assert bb(torch.zeros(1, 3, 255, 255)).shape == (1, 64, 32, 32)
     # one bright pixel moved by 8 input pixels moves the peak feature by one cell
-    def peak(dx: int) -> tuple[int, int]:
-        img = torch.zeros(1, 3, 255, 255)
-        img[..., 120, 120 + dx] = 255.0
-        with torch.no_grad():
-            f = (bb(img) - bb(torch.zeros(1, 3, 255, 255))).abs().sum(1)[0]
-        return divmod(int(f.argmax()), f.shape[-1])
-    (r0, c0), (r1, c1) = peak(0), peak(8)
+    (r0, c0), (r1, c1) = _peak_cell(bb, 0), _peak_cell(bb, 8)
     assert r1 == r0 and c1 == c0 + 1
 
 
@@ -138,13 +141,7 @@ def test_stride4_stem_keeps_stride_8_and_runs_nothing_at_half_resolution():
     assert spec["backbone"]["stem_stride"] == 4 and "stem_stride" not in named_spec("efficientnet_lite0")["backbone"]
     assert model_spec(build_model(spec)) == spec
     # the same per-pixel alignment as the stride-2 stem: one bright pixel 8 pixels on is one cell on
-    def peak(dx: int) -> tuple[int, int]:
-        img = torch.zeros(1, 3, 255, 255)
-        img[..., 120, 120 + dx] = 255.0
-        with torch.no_grad():
-            f = (bb(img) - bb(torch.zeros(1, 3, 255, 255))).abs().sum(1)[0]
-        return divmod(int(f.argmax()), f.shape[-1])
-    (r0, c0), (r1, c1) = peak(0), peak(8)
+    (r0, c0), (r1, c1) = _peak_cell(bb, 0), _peak_cell(bb, 8)
     assert r1 == r0 and c1 == c0 + 1
     with pytest.raises(ValueError, match="stem_stride must be 2"):
         EfficientLiteBackbone(stem_stride=8)
