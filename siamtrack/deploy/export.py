@@ -15,9 +15,10 @@
 The graphs take the tracker's planar uint8 crops as they are (``crop_squares`` writes planes, so no
 transpose is left) and cast them inside. Format 1 took NHWC crops and transposed them in the graph:
 ~0.2 ms of a ~4.5 ms search pass on 2 cores; its folders are refused with a request to re-export.
-Every conv+BN pair is folded before export, and an EfficientNet-Lite's input std into its stem. A folder holds the graphs and ``siamtrack.json`` (the
-tracker settings, the architecture, the source weights' hash and the parity check), which is what
-:meth:`SiamFCTracker.from_pretrained` reads.
+Every conv+BN pair is folded before export, and an EfficientNet-Lite's input std into its stem
+(:func:`~siamtrack.models.inference.fold_for_inference`). A folder holds the graphs and
+``siamtrack.json`` (the tracker settings, the architecture, the source weights' hash and the parity
+check), which is what :meth:`SiamFCTracker.from_pretrained` reads.
 """
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ class _MatMulXCorr(nn.Module):
         super().__init__()
         self.out_scale, self.bias = head.out_scale, head.bias
         (h, w), (hx, wx) = kernel_hw, search_hw
-        # every shape but the batch as a constant: shapes read from the tensors trace into ~20
-        # Shape/Gather/Unsqueeze/Concat nodes that onnxruntime runs on every frame (~60 us)
+        # every shape but the batch as a constant: shapes read from the tensors trace into ~30
+        # Shape/Gather/Unsqueeze/Concat nodes that onnxruntime runs on every frame (a few us each)
         self.channels, self.kernel_hw, self.search_hw = channels, (h, w), (hx, wx)
         ho, wo = hx - h + 1, wx - w + 1
         cols = torch.zeros(w, wx, wo)   # cols[j, x + j, x] = 1
