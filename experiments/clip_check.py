@@ -10,7 +10,7 @@ frames after an on-target one; the flag's delay is the first flagged frame of th
 first frame. References are cached as ``runs/clips/<clip>_<baseline>.txt``.
 
     PYTHONPATH=. python experiments/clip_check.py --weights student,teacher
-    PYTHONPATH=. python experiments/clip_check.py --weights student --redetect --video runs/clips
+    PYTHONPATH=. python experiments/clip_check.py --weights student --redetect --save runs/clips/boxes
 """
 from __future__ import annotations
 

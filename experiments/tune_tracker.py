@@ -146,7 +146,7 @@ def apply_setting(weights: str, output: str, chosen: dict[str, Any], record: dic
     ``tracker_search.metrics_before`` / ``summary_before`` (they no longer describe the file); the
     summary is recounted at the new settings (MACs, crops) and, with ``eval_root``, the new file is
     scored into ``meta.metrics`` and the summary."""
-    from siamtrack.checkpoint import atomic_save, load_model, plain_data, read_checkpoint
+    from siamtrack.checkpoint import atomic_save, model_from_checkpoint, plain_data, read_checkpoint
     from siamtrack.config import ExperimentConfig, TrackerConfig, from_dict
     from siamtrack.pipeline import evaluate_checkpoint, profile_summary
     from siamtrack.weights import resolve_weights
@@ -161,12 +161,14 @@ def apply_setting(weights: str, output: str, chosen: dict[str, Any], record: dic
     meta = dict(ckpt.get("meta", {}))
     before = meta.pop("summary", {})
     record = {**record, "metrics_before": meta.pop("metrics", {}), "summary_before": before}
-    ckpt["meta"] = dict(meta, tracker_search=plain_data(record))
+    summary = {"stage": before.get("stage", meta.get("stage")), **profile_summary(model_from_checkpoint(ckpt), cfg)}
+    ckpt["meta"] = dict(meta, tracker_search=plain_data(record), summary=plain_data(summary))
     atomic_save(ckpt, output)
-    summary = {"stage": before.get("stage", meta.get("stage")), **profile_summary(load_model(output)[0], cfg)}
-    metrics = evaluate_checkpoint(Path(output), ExperimentConfig(eval_root=eval_root),
-                                  Path(output).with_suffix(".val")) if eval_root else {}
-    ckpt["meta"].update(summary=plain_data({**summary, **metrics}), **({"metrics": metrics} if metrics else {}))
+    if not eval_root:
+        return {}
+    # the benchmark reads the written file; its scores then join the summary
+    metrics = evaluate_checkpoint(Path(output), ExperimentConfig(eval_root=eval_root), Path(output).with_suffix(".val"))
+    ckpt["meta"].update(metrics=metrics, summary=plain_data({**summary, **metrics}))
     atomic_save(ckpt, output)
     return metrics
 

@@ -114,7 +114,7 @@ class LostSearch:
             tiles = tile_centres(anchor, x_sz, side, width, height)
         chunk = tiles[self.cursor:self.cursor + max(1, cfg.redetect_tiles - 1)]
         self.cursor += len(chunk)
-        centres = np.concatenate([anchor[None], chunk])  # the frozen centre every frame
+        centres = np.concatenate([anchor[None], chunk])  # the last confident centre every frame
         crops = np.concatenate([crop_squares(img, c, [x_sz], cfg.instance_sz, avg_color) for c in centres])
         out, tile_features = engine.respond_features(kernel, crops)
         maps = classification_maps(out)

@@ -159,10 +159,10 @@ class SiamFCTracker(TrackerBase):
     ``self.score``, a confidence in [0, 1] calibrated per weights to tell on-target from lost frames
     (response statistics, appearance and motion in one logistic model, :mod:`.confidence`; the
     same scale for every head), and ``self.lost``, True once the confidence stayed below
-    ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames. With ``cfg.redetect`` the box then stays
-    frozen while a widening search looks for the target (:mod:`.redetect`); without it the box
-    keeps following the best match and the flag clears after ``cfg.found_frames`` frames at
-    ``cfg.found_threshold`` or more.
+    ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames; it clears after ``cfg.found_frames``
+    frames at ``cfg.found_threshold`` or more. The box keeps following the best local match either
+    way; with ``cfg.redetect`` a widening search also runs while lost (:mod:`.redetect`) and the box
+    jumps to a confident re-detection.
 
     ``backend`` chooses what runs the net: ``"torch"`` (PyTorch eager, on ``device``) or
     ``"onnxruntime"`` (the net is exported to ONNX in memory and run on the CPU; needs the
@@ -257,7 +257,6 @@ class SiamFCTracker(TrackerBase):
         # (search features of the crop the last peak was found in, that crop's centre, its side in
         # frame pixels): where the appearance term reads the chosen box's embedding
         self._view: tuple[np.ndarray, np.ndarray, float] = (np.zeros((1, 1, 1)), np.zeros(2), 1.0)
-        self.lost = False
         self._lost_search = LostSearch()
 
     # ------------------------------------------------------------------ construction
@@ -315,6 +314,11 @@ class SiamFCTracker(TrackerBase):
         if key not in self._windows:
             self._windows[key] = (self.cfg.window_influence * hann_window(side)).astype(np.float32)
         return self._windows[key]
+
+    @property
+    def lost(self) -> bool:
+        """The lost flag (``cfg.lost_*`` / ``found_*`` hysteresis), as :class:`~.redetect.LostSearch` holds it."""
+        return self._lost_search.lost
 
     @property
     def box(self) -> np.ndarray:
@@ -381,7 +385,6 @@ class SiamFCTracker(TrackerBase):
         self.reference_peak = self._peak_at(img, self.center)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
-        self.lost = False
         self._smoothed = None
         self._lost_search.reset(self.center, self.target_sz)
 
@@ -457,7 +460,7 @@ class SiamFCTracker(TrackerBase):
             lambda features, tile, c: self._appearance(features, tile, x_sz, c))
         if found is not None and score > self.score:
             self.center, self.target_sz, self.score = found, anchor_size.copy(), score
-            self.lost, self._smoothed = False, None
+            self._smoothed = None
             self._lost_search.recover()
             self._clamp(img.shape[0], img.shape[1])
         return self.box
@@ -505,6 +508,5 @@ class SiamFCTracker(TrackerBase):
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
         self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
-        self.lost = self._lost_search.lost
         return self.box
 
