@@ -341,6 +341,33 @@ def test_pipeline_refits_the_confidence_of_every_stage_it_writes(tmp_path) -> No
     assert meta["confidence_fit"] == {"skipped": "no GOT-10k-layout training roots"}
 
 
+def test_pipeline_without_the_toolkit_keeps_the_weights_and_says_why(tmp_path, monkeypatch) -> None:
+    """A GPU machine has torch but not the got10k toolkit: the stage must end with its weights
+    written and the fit marked skipped (it used to raise ModuleNotFoundError after training)."""
+    import sys
+
+    from dataset_writers import write_got10k_folder
+    from siamtrack.config import load_experiment
+    from siamtrack.data.synthetic import make_sequence
+    from siamtrack.pipeline import Pipeline
+
+    write_got10k_folder(tmp_path / "data", [make_sequence(num_frames=6, frame_size=(96, 80), seed=0,
+                                                          name="seq0")], subset="train")
+    for name in [m for m in sys.modules if m == "got10k" or m.startswith("got10k.")
+                 or m.startswith("siamtrack.evaluation.calibrate")
+                 or m.startswith("siamtrack.evaluation.experiments")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "got10k", None)  # import got10k -> ImportError
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_experiment(root / "experiments" / "tiny.yaml",
+                          [f"out_dir={tmp_path / 'runs'}", f"confidence_roots=[{tmp_path / 'data'}]",
+                           "confidence_frames=6"])
+    Pipeline(cfg, show_progress=False).run()
+    meta = read_checkpoint(tmp_path / "runs" / "tiny" / "teacher" / "final.pth")["meta"]
+    assert "got10k" in meta["confidence_fit"]["skipped"]
+    assert "confidence_fit.py" in meta["confidence_fit"]["skipped"]
+
+
 def test_fit_smooths_the_features_as_the_tracker_does() -> None:
     """The fit scores moving averages of the features; the tracker must average them the same way
     (restarted at init), or the fitted weights would not mean what they were fitted for."""
