@@ -147,8 +147,8 @@ def apply_setting(weights: str, output: str, chosen: dict[str, Any], record: dic
     summary is recounted at the new settings (MACs, crops) and, with ``eval_root``, the new file is
     scored into ``meta.metrics`` and the summary."""
     from siamtrack.checkpoint import atomic_save, model_from_checkpoint, plain_data, read_checkpoint
-    from siamtrack.config import ExperimentConfig, TrackerConfig, from_dict
-    from siamtrack.pipeline import evaluate_checkpoint, profile_summary
+    from siamtrack.config import TrackerConfig, from_dict
+    from siamtrack.pipeline import profile_summary, score_checkpoint
     from siamtrack.weights import resolve_weights
 
     ckpt = read_checkpoint(resolve_weights(weights))
@@ -166,11 +166,7 @@ def apply_setting(weights: str, output: str, chosen: dict[str, Any], record: dic
     atomic_save(ckpt, output)
     if not eval_root:
         return {}
-    # the benchmark reads the written file; its scores then join the summary
-    metrics = evaluate_checkpoint(Path(output), ExperimentConfig(eval_root=eval_root), Path(output).with_suffix(".val"))
-    ckpt["meta"].update(metrics=metrics, summary=plain_data({**summary, **metrics}))
-    atomic_save(ckpt, output)
-    return metrics
+    return score_checkpoint(Path(output), eval_root)  # the benchmark reads the written file
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, load_model, save_checkpoint, sha256_file
-from .config import (DataConfig, ExperimentConfig, ModelConfig, TrackerConfig, TrainConfig, load_experiment,
-                     to_dict)
+from .checkpoint import (CheckpointError, atomic_save, load_model, model_from_checkpoint, plain_data, read_checkpoint,
+                         save_checkpoint, sha256_file)
+from .config import (DataConfig, ExperimentConfig, ModelConfig, TrackerConfig, TrainConfig, from_dict,
+                     load_experiment, to_dict)
 from .models import SiamNet, build_configured
 from .training.stages import Stage
 from .training.trainer import DistEnv, Trainer, setup_distributed
@@ -82,6 +83,23 @@ def profile_summary(net: SiamNet, tracker: TrackerConfig, path: Path | None = No
     if path is not None and path.exists():
         out["bytes"] = path.stat().st_size
     return out
+
+
+def score_checkpoint(path: Path, eval_root: str, eval_subset: str = "val") -> dict[str, float]:
+    """Score the checkpoint at ``path`` on ``eval_root`` and write the metrics and the recounted stage
+    summary into its meta (atomically; the weights and tracker settings untouched), as a finished
+    stage has them: for a file trained where the evaluation could not run (a GPU machine without
+    the got10k toolkit) or whose tracker settings changed after training. Returns the metrics."""
+    ckpt = read_checkpoint(path)
+    metrics = evaluate_checkpoint(path, ExperimentConfig(eval_root=eval_root, eval_subset=eval_subset),
+                                  path.with_suffix(".val"))
+    meta = dict(ckpt.get("meta", {}))
+    summary = {"stage": meta.get("stage"),
+               **profile_summary(model_from_checkpoint(ckpt), from_dict(TrackerConfig, ckpt["tracker"]), path),
+               **metrics}
+    ckpt["meta"] = dict(meta, metrics=plain_data(metrics), summary=plain_data(summary))
+    atomic_save(ckpt, path)
+    return metrics
 
 
 def build_initialised(model: ModelConfig) -> tuple[SiamNet, dict[str, Any]]:

@@ -63,3 +63,27 @@ def test_apply_writes_the_setting_and_moves_the_stale_metrics(tmp_path, capsys) 
     with pytest.raises(ValueError, match="scale_num"):
         tune.apply_setting(str(ckpt), str(tmp_path / "bad.pth"), {"scale_num": 2}, {})
     assert not (tmp_path / "bad.pth").exists()
+
+
+def test_score_checkpoint_writes_metrics_and_a_recounted_summary(tmp_path) -> None:
+    """experiments/score_checkpoint.py: a file trained where nothing could score it (the GPU image)
+    gets the metrics and summary a finished stage has; weights and tracker settings untouched."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "net.pth"
+    save_checkpoint(ckpt, build_model(named_spec("student", 0.25)).eval(), TrackerConfig(instance_sz=223),
+                    meta={"stage": "distill", "note": "kept"})
+    write_got10k_folder(tmp_path / "data", [make_sequence(num_frames=6, frame_size=(200, 160), seed=s,
+                                                          name=f"seq{s}") for s in (1, 2)], subset="val")
+    before = read_checkpoint(ckpt)
+    spec = importlib.util.spec_from_file_location("score_checkpoint", REPO / "experiments" / "score_checkpoint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(ckpt), "--eval-root", str(tmp_path / "data")]) == 0
+    saved = read_checkpoint(ckpt)
+    metrics, summary = saved["meta"]["metrics"], saved["meta"]["summary"]
+    assert 0.0 <= metrics["ao"] <= 1.0 and summary["ao"] == metrics["ao"] and summary["stage"] == "distill"
+    assert summary["macs"] == tune_costs(ckpt) and summary["bytes"] > 0 and saved["meta"]["note"] == "kept"
+    assert saved["tracker"] == before["tracker"]
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in before["state_dict"].items())
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "missing.pth"), "--eval-root", str(tmp_path / "data")])
