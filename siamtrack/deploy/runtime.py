@@ -80,8 +80,12 @@ class OrtEngine:
         opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: the QDQ fusions log harmless warnings
-        # no busy-waiting between runs: a spinning pool steals the cores from the OpenCV crops and
-        # post-processing that run between two frames' graphs (measured: ~1 ms of ~8 per update)
+        # no busy-waiting: a spinning pool takes the cores from whatever runs beside the tracker.
+        # Measured on 2 cores with student v5 at 2 threads: spinning inside a run only
+        # (allow_spinning=1, force_spinning_stop=1) is ~10 % faster on a quiet machine (1.69x against
+        # 1.53x NanoTrack v2, medians of 3 `siamtrack speed` runs) but 5.7 ms instead of 3.2 per update
+        # of `siamtrack track` beside one CPU-bound process (experiments/busy_speed.py); spinning
+        # between runs too (onnxruntime's default) also slows the other sessions of the process
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = tuple(self._ort.InferenceSession(m, opts, providers=["CPUExecutionProvider"])
                                for m in self._models)
