@@ -70,14 +70,20 @@ WEIGHTS: Mapping[str, PretrainedWeights] = MappingProxyType({
         {"val_ao": 0.449, "val_sr50": 0.517}, config="teacher_v3"),
     "student": PretrainedWeights(
         "student", "siamfc_student.pth",
-        "student v3: a narrow EfficientNet-Lite0 (6,961 parameters, 60.3 M MACs per frame) cut out of "
-        "the teacher and distilled from it, for CPUs", {"val_ao": 0.486, "val_sr50": 0.607},
-        config="student_v3"),
+        "student v5: student v4's network (a narrow EfficientNet-Lite0 with a stride-4 stem, 6,257 "
+        "parameters, 30.7 M MACs per frame on 223-pixel crops) distilled on from student v4 at its "
+        "tracking crop size on a GPU, for CPUs: about 1.5x NanoTrack v2's speed on onnxruntime",
+        {"val_ao": 0.505, "val_sr50": 0.606}, config="student_v5"),
+    "student_v3": PretrainedWeights(
+        "student_v3", "siamfc_student_v3.pth",
+        "student v3, the default before student v5: a narrow EfficientNet-Lite0 (6,961 parameters, "
+        "60.3 M MACs per frame) cut out of the teacher and distilled from it",
+        {"val_ao": 0.486, "val_sr50": 0.607}, config="student_v3"),
     "student_v4": PretrainedWeights(
         "student_v4", "siamfc_student_v4.pth",
         "student v4: student v3 with a stride-4 stem and a 32-channel embedding on 223-pixel search "
-        "crops (6,257 parameters, 30.7 M MACs per frame), distilled from the teacher on a CPU: about 1.5x "
-        "NanoTrack v2's speed on onnxruntime, below the default on val", {"val_ao": 0.461, "val_sr50": 0.549},
+        "crops (6,257 parameters, 30.7 M MACs per frame), distilled from the teacher on a CPU; the "
+        "starting point of student v5", {"val_ao": 0.461, "val_sr50": 0.549},
         config="student_v4"),
     "student_v1": PretrainedWeights(
         "student_v1", "siamfc_student_v1.pth",

@@ -238,7 +238,7 @@ def test_fit_written_into_a_checkpoint_keeps_the_weights(tmp_path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_v4", "student_v1", "alexnet"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_v3", "student_v4", "student_v1", "alexnet"])
 def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -> None:
     """Issue 25: student and alexnet carried no calibration and fell back to the defaults."""
     path = WEIGHTS / f"siamfc_{name}.pth"
