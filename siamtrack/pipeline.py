@@ -89,7 +89,8 @@ def score_checkpoint(path: Path, eval_root: str, eval_subset: str = "val") -> di
     """Score the checkpoint at ``path`` on ``eval_root`` and write the metrics and the recounted stage
     summary into its meta (atomically; the weights and tracker settings untouched), as a finished
     stage has them: for a file trained where the evaluation could not run (a GPU machine without
-    the got10k toolkit) or whose tracker settings changed after training. Returns the metrics."""
+    the got10k toolkit) or whose tracker settings changed after training. Returns the metrics; the
+    benchmark's report is left in ``<path without suffix>.val/``."""
     ckpt = read_checkpoint(path)
     metrics = evaluate_checkpoint(path, ExperimentConfig(eval_root=eval_root, eval_subset=eval_subset),
                                   path.with_suffix(".val"))

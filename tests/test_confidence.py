@@ -368,6 +368,37 @@ def test_pipeline_without_the_toolkit_keeps_the_weights_and_says_why(tmp_path, m
     assert "confidence_fit.py" in meta["confidence_fit"]["skipped"]
 
 
+def test_confidence_fit_script_reads_every_root_it_is_given(tmp_path) -> None:
+    """experiments/confidence_fit.py --roots: the fit collects from each named GOT-10k-layout root
+    (relative to --data, or absolute) and names them in the report; a missing root is an error
+    before anything is tracked."""
+    import importlib.util
+
+    from dataset_writers import write_got10k_folder
+    from siamtrack.data.synthetic import make_sequence
+
+    for r, root in enumerate(("a", "b")):
+        seqs = []
+        for k in range(3):  # visible, then gone: both classes for the fit
+            seq = make_sequence(num_frames=10, frame_size=(128, 96), target_size=(24, 20), seed=10 * r + k,
+                                name=f"{root}{k}")
+            seq.boxes[6:] = np.nan
+            seqs.append(seq)
+        write_got10k_folder(tmp_path / root, seqs, subset="train")
+    ckpt = WEIGHTS / "siamfc_student.pth"  # a trained net: on target while the target is there
+    script = Path(__file__).resolve().parents[1] / "experiments" / "confidence_fit.py"
+    spec = importlib.util.spec_from_file_location("confidence_fit", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.main(["--weights", str(ckpt), "--data", str(tmp_path), "--roots", "a/train,missing", "--no-val"])
+    assert module.main(["--weights", str(ckpt), "--data", str(tmp_path), "--no-val", "--folds", "2",
+                        "--roots", f"a/train,{tmp_path / 'b' / 'train'}", "--output", str(tmp_path / "fitted.pth")]) == 0
+    fit = read_checkpoint(tmp_path / "fitted.pth")["meta"]["confidence_fit"]
+    assert fit["train_sequences"] == 6
+    assert fit["roots"] == [str(tmp_path / "a" / "train"), str(tmp_path / "b" / "train")]
+
+
 def test_fit_smooths_the_features_as_the_tracker_does() -> None:
     """The fit scores moving averages of the features; the tracker must average them the same way
     (restarted at init), or the fitted weights would not mean what they were fitted for."""
