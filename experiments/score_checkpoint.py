@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         parser.error(f"no checkpoint at {args.checkpoint}")
-    if not (Path(args.eval_root) / args.subset).is_dir() and not Path(args.eval_root).is_dir():
+    if not Path(args.eval_root).is_dir():
         parser.error(f"no evaluation root at {args.eval_root}")
     metrics = score_checkpoint(args.checkpoint, args.eval_root, args.subset)
     print(" ".join(f"{k} {v:.3f}" for k, v in metrics.items()))

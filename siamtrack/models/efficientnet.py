@@ -202,7 +202,6 @@ class EfficientLiteBackbone(nn.Module):
         if stem_stride not in (2, 4):
             raise ValueError(f"stem_stride must be 2 (Lite's own) or 4 (stage 2's stride moved into the stem), "
                              f"got {stem_stride}")
-        self.stem_stride = int(stem_stride)
         self.variant, self.num_stages, self.frozen_stages = variant, int(stages), int(frozen_stages)
         self.freeze_bn = bool(freeze_bn)
         #: None: the variant's own widths (ImageNet weights fit); else a narrowed copy's (compress.narrow)
@@ -217,6 +216,11 @@ class EfficientLiteBackbone(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.in_channels, self.out_channels = 3, int(adjust)
         self._freeze()
+
+    @property
+    def stem_stride(self) -> int:
+        """2 (Lite's own stem) or 4 (stage 2's stride moved into it), read from the stem itself."""
+        return int(self.stem[0].stride[0])
 
     def load_imagenet(self) -> dict[str, Any]:
         """Initialise stem and stages from the package's ImageNet weights (see :func:`load_imagenet`)."""
