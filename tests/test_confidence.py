@@ -185,6 +185,29 @@ def test_redetection_jumps_only_to_a_confident_tile_better_than_the_local_match(
         assert tracker.lost
 
 
+@pytest.mark.parametrize("peak_at", [(10, 10), (0, 0), (20, 1), (1, 19)])
+def test_response_stats_match_their_definition_with_a_mask(peak_at: tuple[int, int]) -> None:
+    """peak, PSR (sidelobe: the map outside the square of PSR_EXCLUDE cells around the peak, cut at
+    the map's edge) and z-score, against a straightforward masked computation."""
+    from siamtrack.tracking.confidence import PSR_EXCLUDE, map_stats, response_stats
+
+    rng = np.random.default_rng(sum(peak_at))
+    response = rng.normal(0, 1, (21, 21)).astype(np.float32)
+    response[peak_at] = 6.0
+    peak = float(response.max())
+    side = np.ones(response.shape, bool)
+    r, c = peak_at
+    side[max(r - PSR_EXCLUDE, 0):r + PSR_EXCLUDE + 1, max(c - PSR_EXCLUDE, 0):c + PSR_EXCLUDE + 1] = False
+    lobe = response[side].astype(np.float64)
+    expected = (peak, (peak - lobe.mean()) / (lobe.std() + 1e-6),
+                (peak - response.mean(dtype=np.float64)) / (response.std(dtype=np.float64) + 1e-6))
+    assert map_stats(response) == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(response_stats(np.stack([response, -response]))[0], expected, rtol=1e-6)
+    broken = response.copy()
+    broken[3, 3] = np.nan
+    assert np.isfinite(map_stats(broken)).all()
+
+
 # ------------------------------------------------------------------ the fit
 def test_appearance_terms_whole_and_core() -> None:
     k = np.random.default_rng(0).normal(size=(1, 8, 8, 8))

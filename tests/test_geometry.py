@@ -131,3 +131,23 @@ def test_response_cell_inverts_peak_displacement(offset: float) -> None:
         assert response_cell(fine, side, stride, offset, crop_px, instance) == pytest.approx(expected)
     assert response_cell(np.array([1e6, -1e6]), side, stride, offset, crop_px, instance) == (0.0, side - 1.0)
     assert response_cell(np.array([np.nan, 0.0]), side, stride, offset, crop_px, instance)[1] == (side - 1) / 2
+
+
+@pytest.mark.parametrize("size,factor", [(17, 16), (21, 8), (25, 16), (5, 3)])
+def test_upsample_response_is_opencvs_bicubic_resize(size: int, factor: int) -> None:
+    """The tracker's matrix form of the upsampling gives OpenCV's INTER_CUBIC values and peak."""
+    from siamtrack.geometry import upsample_response
+
+    rng = np.random.default_rng(size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    blob = 7 * np.exp(-((yy - size / 3) ** 2 + (xx - size * 0.6) ** 2) / size)  # a peak off the grid's symmetry
+    for response in (rng.normal(0, 2, (size, size)), blob):
+        response = response.astype(np.float32)
+        side = size * factor
+        expected = cv2.resize(response, (side, side), interpolation=cv2.INTER_CUBIC)
+        got = upsample_response(response, factor)
+        assert got.shape == (side, side) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert int(got.argmax()) == int(expected.argmax())
+    with pytest.raises(ValueError, match="square"):
+        upsample_response(np.zeros((3, 4), np.float32), 8)

@@ -40,11 +40,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from .confidence import calibrated_score, classification_maps, frame_features, response_stats
-from ..geometry import crop_squares, peak_displacement
+from ..geometry import crop_squares, peak_displacement, upsample_response
 
 
 def tile_centres(anchor: np.ndarray, x_sz: float, side: float, width: int, height: int) -> np.ndarray:
@@ -126,7 +125,7 @@ class LostSearch:
                                           cfg.conf_weights).max()), None
         best = int(np.where(like_target, peaks, -np.inf).argmax())
         up = maps.shape[-1] * cfg.response_up
-        r = cv2.resize(maps[best].astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
+        r = upsample_response(maps[best], cfg.response_up)
         row, col = divmod(int(r.argmax()), up)
         centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
                                                    x_sz, cfg.instance_sz)

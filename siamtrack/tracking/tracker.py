@@ -5,7 +5,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
     frame ─► crop ``scale_num`` search squares (one RGBA region, cv2.warpAffine per scale, planes
           split straight into ONE (S, 3, 255, 255) uint8 batch: see ``geometry.crop_squares``)
           ─► backbone + xcorr with the cached exemplar embedding ─► (S, r, r) maps to the host (r = 17 for AlexNet, 25 for Lite0)
-          ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map (cv2)
+          ─► scale penalty on the peaks, best scale ─► bicubic upsample of that map
+             (``geometry.upsample_response``)
           ─► normalise, cosine window ─► peak ─► new centre and size
           ─► confidence: response statistics + the new box's embedding against the exemplar's
              (read from the search features the engine returned with the maps) + motion, one
@@ -35,13 +36,13 @@ import numpy as np
 import torch
 
 from ..config import TrackerConfig
-from ..geometry import context_size, crop_squares, hann_window, peak_displacement, response_cell
+from ..geometry import (context_size, crop_squares, hann_window, peak_displacement, response_cell,
+                        upsample_response)
 from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import (calibrated_score, classification_maps, frame_features, motion, response_stats, smooth,
-                         window_terms)
+from .confidence import calibrated_score, classification_maps, frame_features, map_stats, motion, smooth, window_terms
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -346,7 +347,7 @@ class SiamFCTracker(TrackerBase):
         scored[~np.isfinite(scored)] = -np.inf
         best = int(scored.argmax())
         side = maps.shape[-1] * cfg.response_up
-        r = cv2.resize(maps[best], (side, side), interpolation=cv2.INTER_CUBIC)
+        r = upsample_response(maps[best], cfg.response_up)
         # argmax of (1 - wi) * (r - min) / sum(r - min) + wi * window with OpenCV's reductions and
         # one fused multiply-add (a 400x400 map for Lite0: each numpy pass ~40 us on 2 cores); the
         # min is subtracted, not folded into the sum, so a flat map scales to zeros, not to a huge
@@ -355,7 +356,7 @@ class SiamFCTracker(TrackerBase):
         mass = float(cv2.sumElems(r)[0])
         scored_map = cv2.scaleAdd(r, (1.0 - cfg.window_influence) / (mass + 1e-16), self._weighted_window(side))
         col, row = cv2.minMaxLoc(scored_map)[3]
-        self.stats = response_stats(maps[best:best + 1])[0]  # the confidence's map statistics
+        self.stats = np.array(map_stats(maps[best]))  # the confidence's map statistics
         return best, int(row) * side + int(col), side
 
     # ------------------------------------------------------------------ got10k API
@@ -423,7 +424,7 @@ class SiamFCTracker(TrackerBase):
         to_frame = x_sz / cfg.instance_sz                          # frame pixels per crop pixel
         pick = pick_box(out, tuple(self.target_sz / to_frame), self.geometry.stride, self.geometry.offset,
                         peak_window(out.shape[-1]), cfg.box_penalty_k, cfg.box_window_influence)
-        self.stats = response_stats(out[None, 0])[0]
+        self.stats = np.array(map_stats(out[0]))
         center = self.center + np.array([pick.dx, pick.dy]) * to_frame
         size = damped_size(self.target_sz, np.array([pick.w, pick.h]) * to_frame, pick, cfg.box_lr)
         return center, size
