@@ -26,7 +26,7 @@ OUT_SCALE = 0.001
 
 #: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
 #: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
-DEFAULT_CONF_WEIGHTS = (-9.6771, 0.2445, 0.9087, -0.7841, 0.0524, 8.9272, 6.7902, -3.4332, 6.4946)
+DEFAULT_CONF_WEIGHTS = (-16.348, 0.5496, 0.2669, 0.372, 0.1011, 9.7987, 0.8886, -2.3551, 0.0971, 9.1391)
 
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
@@ -97,6 +97,9 @@ class TrackerConfig:
         # a found threshold below the lost one (a checkpoint saved before found_threshold existed,
         # a lost_threshold raised alone) is raised to it: the band is empty, never inverted
         self.found_threshold = max(self.found_threshold, self.lost_threshold)
+        if len(self.conf_weights) == len(DEFAULT_CONF_WEIGHTS) - 1:
+            # fitted before the colour term (the last feature) existed: weight 0 scores as they did
+            self.conf_weights = [*self.conf_weights, 0.0]
         if len(self.conf_weights) != len(DEFAULT_CONF_WEIGHTS):
             raise ValueError(f"conf_weights needs {len(DEFAULT_CONF_WEIGHTS)} values (bias + one per feature), "
                              f"got {len(self.conf_weights)}")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from siamtrack.checkpoint import read_checkpoint, save_checkpoint
-from siamtrack.config import DEFAULT_CONF_WEIGHTS, TrackerConfig
+from siamtrack.config import DEFAULT_CONF_WEIGHTS, TrackerConfig, from_dict
 from siamtrack.evaluation import calibrate
 from siamtrack.geometry import peak_displacement
 from siamtrack.models import build_model, named_spec
@@ -105,11 +105,11 @@ def test_peak_guard_stays_on_when_the_reference_peak_is_not_positive() -> None:
     img = np.zeros((200, 240, 3), np.uint8)
     search = _lost(cfg)
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda features, tile, c: (1.0, 1.0))
+                                 lambda features, tile, c: (1.0, 1.0), lambda c: 1.0)
     assert found is None and search.lost
     response[5, 9] = -0.5                              # close to the reference: found
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda features, tile, c: (1.0, 1.0))
+                                 lambda features, tile, c: (1.0, 1.0), lambda c: 1.0)
     assert found is not None and search.lost           # the caller decides whether to take it
     search.recover()
     assert not search.lost
@@ -124,7 +124,7 @@ def test_redetected_centre_uses_the_same_geometry_as_tracking(offset: float) -> 
     search = _lost(cfg)
     x_sz = 120.0
     _, found = search.search(np.zeros((200, 240, 3), np.uint8), _MapEngine(response), None, x_sz, cfg,
-                             np.zeros(3), 8, offset, 5.0, lambda features, tile, c: (1.0, 1.0))
+                             np.zeros(3), 8, offset, 5.0, lambda features, tile, c: (1.0, 1.0), lambda c: 1.0)
     import cv2
     up = 17 * cfg.response_up
     r = cv2.resize(response.astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
@@ -208,6 +208,27 @@ def test_response_stats_match_their_definition_with_a_mask(peak_at: tuple[int, i
     assert np.isfinite(map_stats(broken)).all()
 
 
+def test_colour_term_compares_the_box_colours_with_the_first_frame() -> None:
+    """Same colours score 1, disjoint ones 0, whatever the box size; dark and grey pixels get bins
+    of their own (their hue is noise); a box outside the frame has no histogram and scores 0."""
+    from siamtrack.tracking.confidence import COLOUR_BINS, colour_histogram, colour_similarity
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:, :80] = (200, 30, 30)       # red
+    frame[:, 80:] = (30, 30, 200)       # blue
+    red = colour_histogram(frame, (40, 60), (60, 100))
+    assert red is not None and red.shape == (COLOUR_BINS,) and red.sum() == pytest.approx(1.0)
+    assert colour_similarity(colour_histogram(frame, (30, 50), (10, 12)), red) == pytest.approx(1.0)
+    assert colour_similarity(colour_histogram(frame, (120, 60), (60, 100)), red) == pytest.approx(0.0)
+    half = colour_similarity(colour_histogram(frame, (80, 60), (60, 100)), red)   # half red, half blue
+    assert half == pytest.approx(np.sqrt(0.5), abs=0.05)
+    dark, grey = np.full((40, 40, 3), 10, np.uint8), np.full((40, 40, 3), 150, np.uint8)
+    h_dark, h_grey = colour_histogram(dark, (20, 20), (40, 40)), colour_histogram(grey, (20, 20), (40, 40))
+    assert h_dark.argmax() != h_grey.argmax() and colour_similarity(h_dark, h_grey) == 0.0
+    assert colour_histogram(frame, (500, 60), (20, 20)) is None
+    assert colour_similarity(None, red) == 0.0
+
+
 # ------------------------------------------------------------------ the fit
 def test_appearance_terms_whole_and_core() -> None:
     k = np.random.default_rng(0).normal(size=(1, 8, 8, 8))
@@ -244,6 +265,20 @@ def test_fit_reports_out_of_sample_by_sequence() -> None:
     assert cfg.lost_threshold <= cfg.found_threshold and len(cfg.conf_weights) == len(FEATURES) + 1
 
 
+def test_smoothing_choice_takes_the_most_smoothing_within_one_standard_error() -> None:
+    scores = {w: np.full(3, w) for w in (0.0, 0.5, 0.7, 0.85)}
+    rows = [(0.0, scores[0.0], 0.964, 0.009), (0.5, scores[0.5], 0.963, 0.009),
+            (0.7, scores[0.7], 0.962, 0.009), (0.85, scores[0.85], 0.959, 0.009)]
+    weight, oof = calibrate.smoothing_choice(rows)
+    assert weight == 0.85 and oof is scores[0.85]
+    rows[3] = (0.85, scores[0.85], 0.950, 0.009)           # more than one error below the best: not taken
+    assert calibrate.smoothing_choice(rows)[0] == 0.7
+    assert calibrate.smoothing_choice([(w, o, a, 0.0) for w, o, a, _ in rows])[0] == 0.0   # no error: the best
+    data = _frames(np.random.default_rng(1))
+    _, report = calibrate.fit(data, None, TrackerConfig())
+    assert set(report["smoothing_tried"]) == {str(w) for w in calibrate.SMOOTHING}
+
+
 def test_fit_written_into_a_checkpoint_keeps_the_weights(tmp_path) -> None:
     torch.manual_seed(0)
     net = build_model(named_spec("student", width=0.5))
@@ -269,7 +304,12 @@ def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -
         pytest.skip(f"{path} not shipped in this checkout")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     fit = ckpt["meta"]["confidence_fit"]
-    assert len(ckpt["tracker"]["conf_weights"]) == len(FEATURES) + 1 and fit["features"] == list(FEATURES)
+    features = list(FEATURES) if name == "student" else fit["features"]
+    # the others keep fits made before the colour term (the teacher's refit with it scored lower on
+    # val: weights/MODEL_CARD.md): its weight is 0 when they load, so they score as they did
+    assert features in (list(FEATURES), list(FEATURES[:-1])) and fit["features"] == features
+    assert len(ckpt["tracker"]["conf_weights"]) == len(features) + 1
+    assert len(from_dict(TrackerConfig, ckpt["tracker"]).conf_weights) == len(FEATURES) + 1
     assert fit["auc_out_of_sample"] > 0.8 and fit["folds"] >= 2
     if name != "student":  # the defaults are the student's fit
         assert ckpt["tracker"]["conf_weights"] != list(DEFAULT_CONF_WEIGHTS)

@@ -25,19 +25,25 @@ the map's shape (:data:`FEATURES`):
   feature alone 0.85 against 0.70 for the whole window with the teacher, 0.88 against 0.91 with
   the student, so both go in and the fit weighs them per network);
 * ``jump`` and ``resize``: the centre's move in target sizes and ``|log|`` of the area change (a
-  lost SiamFC box jumps between distractors and shrinks or grows).
+  lost SiamFC box jumps between distractors and shrinks or grows);
+* ``colour``: the Bhattacharyya coefficient of the box's hue / saturation histogram with the
+  first frame's (:func:`colour_histogram`), a cue that owes nothing to the network, so it can speak
+  when the embedding finds a wrong object as similar as the target (student v5: val ROC AUC 0.933
+  -> 0.963 with it; it does not tell the teacher's kerb on ``OTB_Human3`` from the person, nor the
+  student's tool cabinet on the README's person clip); one strided read of 24 to 47 box pixels a side.
 
 The features are smoothed over frames (an exponential moving average, weight ``conf_smoothing`` on
 the past: losing a target is a state that lasts, one odd frame is not), then
 ``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
 (:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
 they travel with the checkpoint. Every head gets this one scale (the box head's classification
-map gives its statistics). Tracking-time cost: numpy only, a few reductions (~20 us a frame).
+map gives its statistics). Tracking-time cost: ~0.1 ms a frame, most of it the appearance and colour terms.
 """
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 #: Half-side, in response cells, of the square around the peak left out of the sidelobe.
@@ -47,7 +53,12 @@ PSR_EXCLUDE = 2
 STAT_NAMES = ("peak", "psr", "zscore")
 
 #: The confidence's inputs, in the order of ``TrackerConfig.conf_weights[1:]`` (see the module doc).
-FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize")
+FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize", "colour")
+
+#: Bins of :func:`colour_histogram`: 12 hues x 3 saturation levels, 4 grey levels, one dark bin.
+COLOUR_BINS = 41
+#: The box is read on a grid of about this many pixels a side (a stride of ``side // COLOUR_GRID``).
+COLOUR_GRID = 24
 
 
 def response_stats(maps: np.ndarray) -> np.ndarray:
@@ -100,15 +111,16 @@ def classification_maps(out: np.ndarray) -> np.ndarray:
 
 
 def frame_features(stats: np.ndarray, ref_peak: float, appearance: tuple[float, float],
-                   jump: float, resize: float) -> np.ndarray:
+                   jump: float, resize: float, colour: float) -> np.ndarray:
     """``(N, len(FEATURES))`` rows from :func:`response_stats` rows and the per-frame signals
-    (``appearance``: :func:`appearance_terms`); non-finite inputs become 0, so the score is defined."""
+    (``appearance``: :func:`appearance_terms`, ``colour``: :func:`colour_similarity`); non-finite
+    inputs become 0, so the score is defined."""
     stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
     ref = ref_peak if np.isfinite(ref_peak) else stats[:, 0]
     out = np.empty((len(stats), len(FEATURES)))
     out[:, :3] = stats
     out[:, 3] = stats[:, 0] - ref
-    out[:, 4:] = (*appearance, jump, resize)
+    out[:, 4:] = (*appearance, jump, resize, colour)
     return out if np.isfinite(out).all() else np.nan_to_num(out, nan=0.0, posinf=50.0, neginf=-50.0)
 
 
@@ -162,6 +174,35 @@ def window_terms(features: np.ndarray, kernel: np.ndarray, cell: tuple[float, fl
     window = at(r0, c0) if fr == 0.0 and fc == 0.0 else (
         (1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c1)) + fr * ((1 - fc) * at(r1, c0) + fc * at(r1, c1)))
     return appearance_terms(window, kernel)
+
+
+def colour_histogram(image: np.ndarray, center: "np.ndarray | tuple[float, float]",
+                     size: "np.ndarray | tuple[float, float]") -> np.ndarray | None:
+    """Normalised ``(COLOUR_BINS,)`` hue / saturation histogram of the box at ``center`` (``cx, cy``)
+    of ``size`` (``w, h``) in an RGB ``uint8`` frame, the part inside the frame read with a stride of
+    ``side // COLOUR_GRID`` pixels; ``None`` when no pixel of the box is in the frame.
+
+    OpenCV's 8-bit HSV: pixels darker than V 40 share one bin (their hue is noise), pixels of
+    saturation below 64 fall in 4 grey bins by V, the rest in 12 hues x 3 saturation levels."""
+    height, width = image.shape[:2]
+    x0, x1 = int(max(0.0, center[0] - size[0] / 2.0)), int(min(width, math.ceil(center[0] + size[0] / 2.0)))
+    y0, y1 = int(max(0.0, center[1] - size[1] / 2.0)), int(min(height, math.ceil(center[1] + size[1] / 2.0)))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    patch = image[y0:y1:max(1, (y1 - y0) // COLOUR_GRID), x0:x1:max(1, (x1 - x0) // COLOUR_GRID)]
+    hsv = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
+    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    bins = np.where(val < 40, 40, np.where(sat < 64, 36 + np.minimum(val // 64, 3), (hue * 12 // 180) * 3 + sat // 64 - 1))
+    counts = np.bincount(bins, minlength=COLOUR_BINS)
+    return counts / counts.sum()
+
+
+def colour_similarity(histogram: np.ndarray | None, reference: np.ndarray | None) -> float:
+    """Bhattacharyya coefficient of two :func:`colour_histogram` results: 1 for the same colours,
+    0 for none shared, or when either is missing (a box outside the frame)."""
+    if histogram is None or reference is None:
+        return 0.0
+    return float(np.sqrt(histogram * reference).sum())
 
 
 def smooth(previous: np.ndarray | None, features: np.ndarray, weight: float) -> np.ndarray:

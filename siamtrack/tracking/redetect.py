@@ -94,13 +94,14 @@ class LostSearch:
 
     def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
                avg_color: np.ndarray, stride: int, offset: float, ref_peak: float,
-               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
-               ) -> tuple[float, np.ndarray | None]:
+               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]],
+               colour_at: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray | None]:
         """One lost frame: search the next tiles; returns ``(confidence, new centre or None)``.
 
         The candidate is the guarded tile's response peak (its raw map upsampled like the normal
         path's, no cosine window: the target may be anywhere in the region);
-        ``appearance_at(tile features, tile centre, candidate centre)`` gives its appearance term."""
+        ``appearance_at(tile features, tile centre, candidate centre)`` gives its appearance terms,
+        ``colour_at(candidate centre)`` its colour term (at the last confident box's size)."""
         height, width = img.shape[:2]
         anchor = self.anchor[0]
         full = math.hypot(width, height) * 2.0  # a side that covers the frame from any anchor
@@ -121,7 +122,7 @@ class LostSearch:
         peaks = stats[:, 0]
         like_target = peaks >= peak_guard(ref_peak, cfg.redetect_peak_ratio)
         if not like_target.any():
-            return float(calibrated_score(frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0),
+            return float(calibrated_score(frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0, 0.0),
                                           cfg.conf_weights).max()), None
         best = int(np.where(like_target, peaks, -np.inf).argmax())
         up = maps.shape[-1] * cfg.response_up
@@ -130,7 +131,7 @@ class LostSearch:
         centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
                                                    x_sz, cfg.instance_sz)
         features = frame_features(stats[best], ref_peak, appearance_at(tile_features[best], centres[best], centre),
-                                  0.0, 0.0)
+                                  0.0, 0.0, colour_at(centre))
         score = float(calibrated_score(features, cfg.conf_weights)[0])
         return score, (centre if score >= cfg.redetect_found else None)
 

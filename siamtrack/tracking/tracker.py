@@ -42,7 +42,8 @@ from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import calibrated_score, classification_maps, frame_features, map_stats, motion, smooth, window_terms
+from .confidence import (FEATURES, calibrated_score, classification_maps, colour_histogram, colour_similarity, frame_features,
+                         map_stats, motion, smooth, window_terms)
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -252,7 +253,8 @@ class SiamFCTracker(TrackerBase):
         self.score = 1.0
         self.reference_peak = -math.inf  # response peak on the first frame (set at init)
         self.stats = np.zeros(3)  # [peak, psr, zscore] of the last response (confidence.STAT_NAMES)
-        self.features = np.zeros(8)  # the last frame's confidence inputs (confidence.FEATURES)
+        self.features = np.zeros(len(FEATURES))  # the last frame's confidence inputs
+        self._colour_ref: np.ndarray | None = None  # the first frame's box colours (the colour term's reference)
         self._smoothed: np.ndarray | None = None  # their moving average (cfg.conf_smoothing)
         self._kernel_vec = np.zeros((1, 1, 1, 1))  # the exemplar embedding on the host, for the appearance term
         # (search features of the crop the last peak was found in, that crop's centre, its side in
@@ -383,6 +385,7 @@ class SiamFCTracker(TrackerBase):
             z = crop_squares(img, self.center, [z_sz], self.cfg.exemplar_sz, self.avg_color)
             self._kernel = self.engine.embed_exemplar(z)
         self._kernel_vec = _host(self._kernel)  # the appearance term's reference (unit scale)
+        self._colour_ref = colour_histogram(img, self.center, self.target_sz)
         self.reference_peak = self._peak_at(img, self.center)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
@@ -413,6 +416,10 @@ class SiamFCTracker(TrackerBase):
         cell = response_cell(center - crop_center, side, self.geometry.stride, self.geometry.offset,
                              crop_px, self.cfg.instance_sz)
         return window_terms(features, self._kernel_vec[0], cell)
+
+    def _colour(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> float:
+        """The confidence's colour term for a box: its colours against the first frame's box."""
+        return colour_similarity(colour_histogram(img, center, size), self._colour_ref)
 
     def _update_box(self, img: np.ndarray, x_sz: float) -> tuple[np.ndarray, np.ndarray]:
         """The box head's step: one crop, :func:`~.boxhead.pick_box`, returns ``(centre, size)``."""
@@ -458,7 +465,8 @@ class SiamFCTracker(TrackerBase):
         score, found = self._lost_search.search(
             img, self.engine, self._kernel, x_sz, cfg, self.avg_color, self.geometry.stride,
             self.geometry.offset, self.reference_peak,
-            lambda features, tile, c: self._appearance(features, tile, x_sz, c))
+            lambda features, tile, c: self._appearance(features, tile, x_sz, c),
+            lambda c: self._colour(img, c, anchor_size))
         if found is not None and score > self.score:
             self.center, self.target_sz, self.score = found, anchor_size.copy(), score
             self._smoothed = None
@@ -503,7 +511,7 @@ class SiamFCTracker(TrackerBase):
             self.center, self.target_sz = prev
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
         self.features = frame_features(self.stats, self.reference_peak, self._appearance(*self._view, self.center),
-                                       jump, resize)[0]
+                                       jump, resize, self._colour(img, self.center, self.target_sz))[0]
         self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
         score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0

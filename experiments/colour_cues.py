@@ -1,0 +1,140 @@
+"""Which colour cue, if any, should the confidence take? Collects, per frame of the training roots
+and val, the confidence's features and three candidate colour cues, and writes both the cue table
+and ``confidence_fit.py``'s cache (the features plus the hue / saturation cue, the one shipped).
+
+The cues, each against the first frame's box: the Bhattacharyya coefficient of 4-level RGB
+histograms (64 bins); the same of hue / saturation histograms (``confidence.colour_histogram``'s
+binning, with 12 unused slots); and a DAT-style likelihood, the box pixels' mean P(target | RGB bin)
+with the surround (the 2x region minus the box) as the background::
+
+    PYTHONPATH=. python experiments/colour_cues.py --weights student --output runs/dev5/student_colour.npz \
+        --fit-cache runs/dev5/student_fit_cache.npz
+    python experiments/confidence_fit.py --weights student --cache runs/dev5/student_fit_cache.npz \
+        --roots got10k/train,got10k-extra/train,$PWD/../data/sources-v3/train
+
+(weights/MODEL_CARD.md has the tables: student 8 minutes, teacher 27, at 1 thread.)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from siamtrack.data.transforms import load_image
+from siamtrack.evaluation.experiments import FolderDataset
+from siamtrack.geometry import iou
+from siamtrack.tracking.tracker import SiamFCTracker
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOTS = [DATA / "got10k/train", DATA / "got10k-extra/train",
+         Path(__file__).resolve().parents[1].parent / "data" / "sources-v3" / "train"]
+VAL = [DATA / "got10k/val"]
+CUES = ("bc_rgb", "bc_hs", "dat")
+
+
+def region(img: np.ndarray, center: np.ndarray, size: np.ndarray, scale: float = 1.0, n: int = 24):
+    """The box (times ``scale``) clipped to the frame, read with a stride of ``side // n``."""
+    w, h = size[0] * scale, size[1] * scale
+    height, width = img.shape[:2]
+    x0, x1 = int(max(0, center[0] - w / 2)), int(min(width, math.ceil(center[0] + w / 2)))
+    y0, y1 = int(max(0, center[1] - h / 2)), int(min(height, math.ceil(center[1] + h / 2)))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return img[y0:y1:max(1, (y1 - y0) // n), x0:x1:max(1, (x1 - x0) // n)]
+
+
+def bins_rgb(p: np.ndarray) -> np.ndarray:
+    q = (p >> 6).astype(np.int32)
+    return (q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel()
+
+
+def bins_hs(p: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(np.ascontiguousarray(p), cv2.COLOR_RGB2HSV).astype(np.int32)
+    h, s, v = hsv[..., 0] * 12 // 180, hsv[..., 1] // 64, hsv[..., 2]
+    b = np.where(v < 40, 48, h * 4 + s)
+    return np.where((s == 0) & (v >= 40), 49 + np.minimum(v // 64, 3), b).ravel()
+
+
+def hist(b: np.ndarray, n: int) -> np.ndarray:
+    c = np.bincount(b, minlength=n).astype(np.float64)
+    return c / max(c.sum(), 1)
+
+
+class Cues:
+    """The three cues of a box against the first frame's."""
+
+    def init(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> None:
+        p = region(img, center, size)
+        self.h_rgb, self.h_hs = hist(bins_rgb(p), 64), hist(bins_hs(p), 53)
+        surround = np.maximum(hist(bins_rgb(region(img, center, size, 2.0, 48)), 64) * 4 - self.h_rgb, 0)
+        surround /= max(surround.sum(), 1e-9)
+        self.p_obj = self.h_rgb / (self.h_rgb + surround + 1e-3)
+
+    def __call__(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> list[float]:
+        p = region(img, center, size)
+        if p is None or p.size == 0:
+            return [0.0, 0.0, 0.0]
+        b = bins_rgb(p)
+        return [float(np.sqrt(hist(b, 64) * self.h_rgb).sum()), float(np.sqrt(hist(bins_hs(p), 53) * self.h_hs).sum()),
+                float(self.p_obj[b].mean())]
+
+
+def collect(tracker: SiamFCTracker, roots: list[Path]) -> dict[str, np.ndarray]:
+    rows: dict[str, list] = {"features": [], "colour": [], "iou": [], "absent": [], "seq": []}
+    names: list[str] = []
+    cues = Cues()
+    for root in roots:
+        ds = FolderDataset(root)
+        for k in range(len(ds)):
+            files, anno = ds[k]
+            seq = len(names)
+            names.append(f"{root.name}/{ds.seq_names[k]}")
+            img = load_image(files[0])
+            tracker.init(img, anno[0])
+            cues.init(img, tracker.center, tracker.target_sz)
+            for f, gt in zip(files[1:], anno[1:]):
+                img = load_image(f)
+                box = tracker.update(img)
+                gone = not np.isfinite(gt).all()
+                rows["features"].append(tracker.features[:8].copy())  # the features before the colour term
+                rows["colour"].append(cues(img, tracker.center, tracker.target_sz))
+                rows["iou"].append(np.nan if gone else float(iou(box[None], gt[None])[0]))
+                rows["absent"].append(gone)
+                rows["seq"].append(seq)
+            print(names[-1], len(rows["iou"]), flush=True)
+    out = {k: np.array(v) for k, v in rows.items()}
+    out["features"], out["colour"] = out["features"].reshape(-1, 8), out["colour"].reshape(-1, len(CUES))
+    out["names"] = np.array(names)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--output", required=True, help="npz: features, colour cues, iou, absent, seq")
+    parser.add_argument("--fit-cache", help="npz for confidence_fit.py --cache (features + the hue / saturation cue)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu", threads=1)
+    tracker.cfg = dataclasses.replace(tracker.cfg, redetect=False)
+    data = {"val": collect(tracker, VAL), "train": collect(tracker, ROOTS)}
+    np.savez(args.output, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items()})
+    if args.fit_cache:
+        fit = {}
+        for part, d in data.items():
+            fit[f"{part}/features"] = np.concatenate([d["features"], d["colour"][:, CUES.index("bc_hs"):][:, :1]], 1)
+            fit.update({f"{part}/{k}": d[k] for k in ("iou", "absent", "seq", "names")})
+        np.savez(args.fit_cache, **fit)
+    print("wrote", args.output, args.fit_cache or "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
