@@ -37,7 +37,7 @@ the past: losing a target is a state that lasts, one odd frame is not), then
 ``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
 (:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
 they travel with the checkpoint. Every head gets this one scale (the box head's classification
-map gives its statistics). Tracking-time cost: ~0.1 ms a frame, most of it the appearance and colour terms.
+map gives its statistics). Tracking-time cost: ~0.15 ms a frame (appearance ~40 us, colour ~35 us).
 """
 from __future__ import annotations
 
@@ -192,7 +192,8 @@ def colour_histogram(image: np.ndarray, center: "np.ndarray | tuple[float, float
     patch = image[y0:y1:max(1, (y1 - y0) // COLOUR_GRID), x0:x1:max(1, (x1 - x0) // COLOUR_GRID)]
     hsv = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
     hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
-    bins = np.where(val < 40, 40, np.where(sat < 64, 36 + np.minimum(val // 64, 3), (hue * 12 // 180) * 3 + sat // 64 - 1))
+    chromatic = (hue * 12 // 180) * 3 + sat // 64 - 1
+    bins = np.where(val < 40, 40, np.where(sat < 64, 36 + np.minimum(val // 64, 3), chromatic))
     counts = np.bincount(bins, minlength=COLOUR_BINS)
     return counts / counts.sum()
 

@@ -9,8 +9,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
              (``geometry.upsample_response``)
           ─► normalise, cosine window ─► peak ─► new centre and size
           ─► confidence: response statistics + the new box's embedding against the exemplar's
-             (read from the search features the engine returned with the maps) + motion, one
-             logistic model (:mod:`.confidence`)
+             (read from the search features the engine returned with the maps) + motion + the
+             box's colours against the first frame's, one logistic model (:mod:`.confidence`)
 
 The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
 (``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
@@ -42,8 +42,8 @@ from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import (FEATURES, calibrated_score, classification_maps, colour_histogram, colour_similarity, frame_features,
-                         map_stats, motion, smooth, window_terms)
+from .confidence import (FEATURES, calibrated_score, classification_maps, colour_histogram, colour_similarity,
+                         frame_features, map_stats, motion, smooth, window_terms)
 from .redetect import LostSearch
 from .threads import DEFAULT_THREADS, apply_threads
 
@@ -159,7 +159,7 @@ class SiamFCTracker(TrackerBase):
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
     ``self.score``, a confidence in [0, 1] calibrated per weights to tell on-target from lost frames
-    (response statistics, appearance and motion in one logistic model, :mod:`.confidence`; the
+    (response statistics, appearance, motion and colour in one logistic model, :mod:`.confidence`; the
     same scale for every head), and ``self.lost``, True once the confidence stayed below
     ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames; it clears after ``cfg.found_frames``
     frames at ``cfg.found_threshold`` or more. The box keeps following the best local match either
