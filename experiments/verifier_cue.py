@@ -38,12 +38,23 @@ from siamtrack.tracking.tracker import SiamFCTracker
 def collect(roots: list[Path], weights: str, verifier: str) -> dict[str, np.ndarray]:
     tracker = SiamFCTracker.from_pretrained(weights, device="cpu", threads=1)
     tracker.cfg = dataclasses.replace(tracker.cfg, redetect=False)
-    second = SiamFCTracker.from_pretrained(verifier, threads=1)
+    if verifier == "imagenet":  # EfficientNet-Lite0's ImageNet features, never trained on tracking data
+        from siamtrack.models.efficientnet import load_imagenet_classifier
 
-    def embed(img: np.ndarray) -> np.ndarray:
-        side = context_size(*tracker.target_sz, second.cfg.context)
-        z = crop_squares(img, tracker.center, [side], second.cfg.exemplar_sz, tracker.avg_color)
-        return np.asarray(second.engine.embed_exemplar(z), dtype=np.float32)
+        net = load_imagenet_classifier("lite0")[0]
+
+        @torch.no_grad()
+        def embed(img: np.ndarray) -> np.ndarray:
+            side = context_size(*tracker.target_sz, 0.25)
+            x = torch.from_numpy(crop_squares(img, tracker.center, [side], 128, tracker.avg_color)).float()
+            return net.head(net.stages(net.stem((x - net.mean) / net.std))).mean(dim=(2, 3)).numpy()[0]
+    else:
+        second = SiamFCTracker.from_pretrained(verifier, threads=1)
+
+        def embed(img: np.ndarray) -> np.ndarray:
+            side = context_size(*tracker.target_sz, second.cfg.context)
+            z = crop_squares(img, tracker.center, [side], second.cfg.exemplar_sz, tracker.avg_color)
+            return np.asarray(second.engine.embed_exemplar(z), dtype=np.float32)
 
     rows: dict[str, list] = {"features": [], "verifier": [], "iou": [], "absent": [], "seq": []}
     names: list[str] = []
@@ -95,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("roots", nargs="*", type=Path)
     parser.add_argument("--output")
     parser.add_argument("--weights", default="teacher")
-    parser.add_argument("--verifier", default="student@onnx")
+    parser.add_argument("--verifier", default="student@onnx",
+                        help="weights of the second network, or 'imagenet' (EfficientNet-Lite0's ImageNet features)")
     parser.add_argument("--analyse", nargs=2, metavar=("TRAIN_NPZ", "VAL_NPZ"))
     args = parser.parse_args(argv)
     if args.analyse:
