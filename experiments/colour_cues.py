@@ -17,7 +17,6 @@ with the surround (the 2x region minus the box) as the background::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -26,9 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from siamtrack.data.transforms import load_image
-from siamtrack.evaluation.experiments import FolderDataset
-from siamtrack.geometry import iou
+from siamtrack.evaluation import calibrate
 from siamtrack.tracking.tracker import SiamFCTracker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -67,17 +64,18 @@ def hist(b: np.ndarray, n: int) -> np.ndarray:
 
 
 class Cues:
-    """The three cues of a box against the first frame's."""
+    """The three cues of the tracked box against the first frame's (a ``calibrate.collect`` cue)."""
 
-    def init(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> None:
+    def start(self, img: np.ndarray, tracker: SiamFCTracker) -> None:
+        center, size = tracker.center, tracker.target_sz
         p = region(img, center, size)
         self.h_rgb, self.h_hs = hist(bins_rgb(p), 64), hist(bins_hs(p), 53)
         surround = np.maximum(hist(bins_rgb(region(img, center, size, 2.0, 48)), 64) * 4 - self.h_rgb, 0)
         surround /= max(surround.sum(), 1e-9)
         self.p_obj = self.h_rgb / (self.h_rgb + surround + 1e-3)
 
-    def __call__(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> list[float]:
-        p = region(img, center, size)
+    def __call__(self, img: np.ndarray, tracker: SiamFCTracker) -> list[float]:
+        p = region(img, tracker.center, tracker.target_sz)
         if p is None or p.size == 0:
             return [0.0, 0.0, 0.0]
         b = bins_rgb(p)
@@ -86,31 +84,9 @@ class Cues:
 
 
 def collect(tracker: SiamFCTracker, roots: list[Path]) -> dict[str, np.ndarray]:
-    rows: dict[str, list] = {"features": [], "colour": [], "iou": [], "absent": [], "seq": []}
-    names: list[str] = []
-    cues = Cues()
-    for root in roots:
-        ds = FolderDataset(root)
-        for k in range(len(ds)):
-            files, anno = ds[k]
-            seq = len(names)
-            names.append(f"{root.name}/{ds.seq_names[k]}")
-            img = load_image(files[0])
-            tracker.init(img, anno[0])
-            cues.init(img, tracker.center, tracker.target_sz)
-            for f, gt in zip(files[1:], anno[1:]):
-                img = load_image(f)
-                box = tracker.update(img)
-                gone = not np.isfinite(gt).all()
-                rows["features"].append(tracker.features[:8].copy())  # the features before the colour term
-                rows["colour"].append(cues(img, tracker.center, tracker.target_sz))
-                rows["iou"].append(np.nan if gone else float(iou(box[None], gt[None])[0]))
-                rows["absent"].append(gone)
-                rows["seq"].append(seq)
-            print(names[-1], len(rows["iou"]), flush=True)
-    out = {k: np.array(v) for k, v in rows.items()}
-    out["features"], out["colour"] = out["features"].reshape(-1, 8), out["colour"].reshape(-1, len(CUES))
-    out["names"] = np.array(names)
+    """Features before the colour term (the first 8), the cues as ``colour``, IoU, absence, sequence."""
+    out = calibrate.collect(tracker, roots, cue=Cues(), log=lambda line: print(line, flush=True))
+    out["features"], out["colour"] = out.pop("features")[:, :8], out.pop("cue").reshape(-1, len(CUES))
     return out
 
 
@@ -123,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu", threads=1)
-    tracker.cfg = dataclasses.replace(tracker.cfg, redetect=False)
     data = {"val": collect(tracker, VAL), "train": collect(tracker, ROOTS)}
     np.savez(args.output, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items()})
     if args.fit_cache:

@@ -17,9 +17,9 @@ frames (14 %): not shipped.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -27,58 +27,54 @@ import torch
 
 import siamtrack.config as config
 from siamtrack.config import TrackerConfig
-from siamtrack.data.transforms import load_image
 from siamtrack.evaluation import calibrate
-from siamtrack.evaluation.experiments import FolderDataset
-from siamtrack.geometry import context_size, crop_squares, iou
+from siamtrack.geometry import context_size, crop_squares
 from siamtrack.tracking.confidence import appearance_terms
 from siamtrack.tracking.tracker import SiamFCTracker
 
 
-def collect(roots: list[Path], weights: str, verifier: str) -> dict[str, np.ndarray]:
-    tracker = SiamFCTracker.from_pretrained(weights, device="cpu", threads=1)
-    tracker.cfg = dataclasses.replace(tracker.cfg, redetect=False)
-    if verifier == "imagenet":  # EfficientNet-Lite0's ImageNet features, never trained on tracking data
+class Verifier:
+    """A second network's appearance of the tracked box against its first frame's (a
+    ``calibrate.collect`` cue): ``embed(image, tracker)`` is that network's embedding of the box."""
+
+    def __init__(self, embed: Callable[[np.ndarray, SiamFCTracker], np.ndarray]) -> None:
+        self.embed = embed
+
+    def start(self, img: np.ndarray, tracker: SiamFCTracker) -> None:
+        self.reference = self.embed(img, tracker)
+
+    def __call__(self, img: np.ndarray, tracker: SiamFCTracker) -> tuple[float, float]:
+        return appearance_terms(self.embed(img, tracker), self.reference)
+
+
+def embedder(name: str) -> Callable[[np.ndarray, SiamFCTracker], np.ndarray]:
+    """The verifier's embedding of the tracker's box: a tracker's exemplar branch (weights ``name``,
+    a 127 crop with its context) or, for ``imagenet``, EfficientNet-Lite0's pooled ImageNet features
+    of a 128-pixel crop with a quarter of the context."""
+    if name == "imagenet":  # never trained on tracking data
         from siamtrack.models.efficientnet import load_imagenet_classifier
 
         net = load_imagenet_classifier("lite0")[0]
 
         @torch.no_grad()
-        def embed(img: np.ndarray) -> np.ndarray:
+        def imagenet(img: np.ndarray, tracker: SiamFCTracker) -> np.ndarray:
             side = context_size(*tracker.target_sz, 0.25)
             x = torch.from_numpy(crop_squares(img, tracker.center, [side], 128, tracker.avg_color)).float()
             return net.head(net.stages(net.stem((x - net.mean) / net.std))).mean(dim=(2, 3)).numpy()[0]
-    else:
-        second = SiamFCTracker.from_pretrained(verifier, threads=1)
+        return imagenet
+    second = SiamFCTracker.from_pretrained(name, threads=1)
 
-        def embed(img: np.ndarray) -> np.ndarray:
-            side = context_size(*tracker.target_sz, second.cfg.context)
-            z = crop_squares(img, tracker.center, [side], second.cfg.exemplar_sz, tracker.avg_color)
-            return np.asarray(second.engine.embed_exemplar(z), dtype=np.float32)
+    def exemplar_branch(img: np.ndarray, tracker: SiamFCTracker) -> np.ndarray:
+        side = context_size(*tracker.target_sz, second.cfg.context)
+        z = crop_squares(img, tracker.center, [side], second.cfg.exemplar_sz, tracker.avg_color)
+        return np.asarray(second.engine.embed_exemplar(z), dtype=np.float32)
+    return exemplar_branch
 
-    rows: dict[str, list] = {"features": [], "verifier": [], "iou": [], "absent": [], "seq": []}
-    names: list[str] = []
-    for root in roots:
-        ds = FolderDataset(root)
-        for k in range(len(ds)):
-            files, anno = ds[k]
-            seq = len(names)
-            names.append(f"{root.name}/{ds.seq_names[k]}")
-            img = load_image(files[0])
-            tracker.init(img, anno[0])
-            reference = embed(img)
-            for f, gt in zip(files[1:], anno[1:]):
-                img = load_image(f)
-                box = tracker.update(img)
-                gone = not np.isfinite(gt).all()
-                rows["features"].append(tracker.features.copy())
-                rows["verifier"].append(appearance_terms(embed(img), reference))
-                rows["iou"].append(np.nan if gone else float(iou(box[None], gt[None])[0]))
-                rows["absent"].append(gone)
-                rows["seq"].append(seq)
-            print(names[-1], len(rows["iou"]), flush=True)
-    out = {k: np.array(v) for k, v in rows.items()}
-    out["names"] = np.array(names)
+
+def collect(roots: list[Path], weights: str, verifier: str) -> dict[str, np.ndarray]:
+    tracker = SiamFCTracker.from_pretrained(weights, device="cpu", threads=1)
+    out = calibrate.collect(tracker, roots, cue=Verifier(embedder(verifier)), log=lambda line: print(line, flush=True))
+    out["verifier"] = out.pop("cue")
     return out
 
 

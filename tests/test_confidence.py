@@ -522,3 +522,37 @@ def test_clip_check_labels_losses_and_flag_delays() -> None:
     finally:
         del clip_check.ABSENT["clip"]
     assert clip_check.runs_text(np.array([3, 4, 5, 9])) == "3-5, 9"
+
+
+def test_collect_hands_every_frame_to_an_experiment_cue(tmp_path) -> None:
+    """calibrate.collect's ``cue`` (experiments/colour_cues.py, verifier_cue.py): started once per
+    sequence after init, called once per updated frame with that frame and the tracker, its values
+    returned row for row beside the features."""
+    from dataset_writers import write_got10k_folder
+    from siamtrack.data.synthetic import make_sequence
+    from siamtrack.tracking.tracker import SiamFCTracker
+
+    seqs = [make_sequence(num_frames=n, frame_size=(128, 96), target_size=(24, 20), seed=n, name=f"s{n}")
+            for n in (6, 9)]
+    write_got10k_folder(tmp_path, seqs, subset="train")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.starts: list[int] = []
+            self.frame = 0
+
+        def start(self, image: np.ndarray, tracker: SiamFCTracker) -> None:
+            self.starts.append(self.frame)
+            self.frame = 0
+
+        def __call__(self, image: np.ndarray, tracker: SiamFCTracker) -> tuple[float, float]:
+            self.frame += 1
+            return float(self.frame), float(tracker.center[0])
+
+    tracker = SiamFCTracker.from_pretrained("student", device="cpu")
+    recorder = Recorder()
+    data = calibrate.collect(tracker, [tmp_path / "train"], cue=recorder)
+    assert data["cue"].shape == (5 + 8, 2) and data["features"].shape == (13, len(FEATURES))
+    assert data["cue"][:, 0].tolist() == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert recorder.starts == [0, 5]
+    assert "cue" not in calibrate.collect(tracker, [tmp_path / "train"], max_frames=2)

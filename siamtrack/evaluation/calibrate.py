@@ -38,11 +38,17 @@ MAX_FALSE_LOST = 0.025
 SMOOTHING = (0.0, 0.5, 0.7, 0.85)
 
 
-def collect(tracker: Any, roots: Sequence[str | Path], max_frames: int = 0) -> dict[str, np.ndarray]:
+def collect(tracker: Any, roots: Sequence[str | Path], max_frames: int = 0, cue: Any = None,
+            log: Any = None) -> dict[str, np.ndarray]:
     """Track the first ``max_frames`` frames (0: all) of every sequence of ``roots`` with
-    re-detection off; per frame ``features`` (N, F), ``iou``, ``absent`` and ``seq`` (a sequence index)."""
+    re-detection off; per frame ``features`` (N, F), ``iou``, ``absent`` and ``seq`` (a sequence index).
+
+    ``cue``, for experiments with candidate confidence inputs (``experiments/colour_cues.py``,
+    ``verifier_cue.py``): an object with ``start(image, tracker)``, called after ``init``, and
+    ``cue(image, tracker)``, called after every ``update`` and returning a few floats, which come
+    back as ``cue`` (N, K). ``log``: called with each sequence's name and the frame count so far."""
     tracker.cfg = dataclasses.replace(tracker.cfg, redetect=False)
-    rows: dict[str, list[Any]] = {"features": [], "iou": [], "absent": [], "seq": []}
+    rows: dict[str, list[Any]] = {"features": [], "cue": [], "iou": [], "absent": [], "seq": []}
     names: list[str] = []
     for root in roots:
         ds = FolderDataset(root)
@@ -52,16 +58,27 @@ def collect(tracker: Any, roots: Sequence[str | Path], max_frames: int = 0) -> d
                 files, anno = files[:max_frames], anno[:max_frames]
             seq = len(names)
             names.append(f"{Path(root).name}/{ds.seq_names[k]}")
-            tracker.init(load_image(files[0]), anno[0])
+            image = load_image(files[0])
+            tracker.init(image, anno[0])
+            if cue is not None:
+                cue.start(image, tracker)
             for f, gt in zip(files[1:], anno[1:]):
-                box = tracker.update(load_image(f))
+                image = load_image(f)
+                box = tracker.update(image)
                 gone = not np.isfinite(gt).all()
                 rows["features"].append(tracker.features.copy())
+                if cue is not None:
+                    rows["cue"].append(cue(image, tracker))
                 rows["iou"].append(np.nan if gone else float(iou(box[None], gt[None])[0]))
                 rows["absent"].append(gone)
                 rows["seq"].append(seq)
-    out = {k: np.array(v) for k, v in rows.items()}
+            if log is not None:
+                log(f"{names[-1]} {len(rows['iou'])}")
+    out = {k: np.array(v) for k, v in rows.items() if k != "cue"}
     out["features"] = out["features"].reshape(-1, len(FEATURES))
+    if cue is not None:
+        out["cue"] = (np.array(rows["cue"], dtype=np.float64).reshape(len(out["iou"]), -1) if rows["cue"]
+                      else np.zeros((0, 0)))
     out["names"] = np.array(names)
     return out
 
