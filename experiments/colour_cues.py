@@ -1,10 +1,10 @@
 """Which colour cue, if any, should the confidence take? Collects, per frame of the training roots
-and val, the confidence's features and three candidate colour cues, and writes both the cue table
-and ``confidence_fit.py``'s cache (the features plus the hue / saturation cue, the one shipped).
+and val, the confidence's features (the last is its colour term) and two more candidate colour
+cues, and writes both and ``confidence_fit.py``'s cache (the features alone).
 
-The cues, each against the first frame's box: the Bhattacharyya coefficient of 4-level RGB
-histograms (64 bins); the same of hue / saturation histograms (``confidence.colour_histogram``'s
-binning, with 12 unused slots); and a DAT-style likelihood, the box pixels' mean P(target | RGB bin)
+The cues, each against the first frame's box: the confidence's own term (``confidence.colour_histogram``
+/ ``colour_similarity``: hue / saturation histograms, Bhattacharyya), the Bhattacharyya coefficient of
+4-level RGB histograms (64 bins), and a DAT-style likelihood, the box pixels' mean P(target | RGB bin)
 with the surround (the 2x region minus the box) as the background::
 
     PYTHONPATH=. python experiments/colour_cues.py --weights student --output runs/dev5/student_colour.npz \
@@ -17,6 +17,7 @@ with the surround (the 2x region minus the box) as the background::
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -26,13 +27,14 @@ import numpy as np
 import torch
 
 from siamtrack.evaluation import calibrate
+from siamtrack.tracking.confidence import colour_similarity
 from siamtrack.tracking.tracker import SiamFCTracker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROOTS = [DATA / "got10k/train", DATA / "got10k-extra/train",
          Path(__file__).resolve().parents[1].parent / "data" / "sources-v3" / "train"]
 VAL = [DATA / "got10k/val"]
-CUES = ("bc_rgb", "bc_hs", "dat")
+CUES = ("bc_rgb", "dat")  # the columns of ``cue``; the hue / saturation one is the last feature
 
 
 def region(img: np.ndarray, center: np.ndarray, size: np.ndarray, scale: float = 1.0, n: int = 24):
@@ -51,25 +53,18 @@ def bins_rgb(p: np.ndarray) -> np.ndarray:
     return (q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel()
 
 
-def bins_hs(p: np.ndarray) -> np.ndarray:
-    hsv = cv2.cvtColor(np.ascontiguousarray(p), cv2.COLOR_RGB2HSV).astype(np.int32)
-    h, s, v = hsv[..., 0] * 12 // 180, hsv[..., 1] // 64, hsv[..., 2]
-    b = np.where(v < 40, 48, h * 4 + s)
-    return np.where((s == 0) & (v >= 40), 49 + np.minimum(v // 64, 3), b).ravel()
-
-
 def hist(b: np.ndarray, n: int) -> np.ndarray:
     c = np.bincount(b, minlength=n).astype(np.float64)
     return c / max(c.sum(), 1)
 
 
 class Cues:
-    """The three cues of the tracked box against the first frame's (a ``calibrate.collect`` cue)."""
+    """The two cues besides the confidence's own colour term, for the tracked box against the first
+    frame's (a ``calibrate.collect`` cue): RGB Bhattacharyya, DAT-style likelihood."""
 
     def start(self, img: np.ndarray, tracker: SiamFCTracker) -> None:
         center, size = tracker.center, tracker.target_sz
-        p = region(img, center, size)
-        self.h_rgb, self.h_hs = hist(bins_rgb(p), 64), hist(bins_hs(p), 53)
+        self.h_rgb = hist(bins_rgb(region(img, center, size)), 64)
         surround = np.maximum(hist(bins_rgb(region(img, center, size, 2.0, 48)), 64) * 4 - self.h_rgb, 0)
         surround /= max(surround.sum(), 1e-9)
         self.p_obj = self.h_rgb / (self.h_rgb + surround + 1e-3)
@@ -77,36 +72,26 @@ class Cues:
     def __call__(self, img: np.ndarray, tracker: SiamFCTracker) -> list[float]:
         p = region(img, tracker.center, tracker.target_sz)
         if p is None or p.size == 0:
-            return [0.0, 0.0, 0.0]
+            return [0.0, 0.0]
         b = bins_rgb(p)
-        return [float(np.sqrt(hist(b, 64) * self.h_rgb).sum()), float(np.sqrt(hist(bins_hs(p), 53) * self.h_hs).sum()),
-                float(self.p_obj[b].mean())]
-
-
-def collect(tracker: SiamFCTracker, roots: list[Path]) -> dict[str, np.ndarray]:
-    """Features before the colour term (the first 8), the cues as ``colour``, IoU, absence, sequence."""
-    out = calibrate.collect(tracker, roots, cue=Cues(), log=lambda line: print(line, flush=True))
-    out["features"], out["colour"] = out.pop("features")[:, :8], out.pop("cue").reshape(-1, len(CUES))
-    return out
+        return [colour_similarity(hist(b, 64), self.h_rgb), float(self.p_obj[b].mean())]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True)
-    parser.add_argument("--output", required=True, help="npz: features, colour cues, iou, absent, seq")
-    parser.add_argument("--fit-cache", help="npz for confidence_fit.py --cache (features + the hue / saturation cue)")
+    parser.add_argument("--output", required=True, help="npz: features, cue (bc_rgb, dat), iou, absent, seq")
+    parser.add_argument("--fit-cache", help="npz for confidence_fit.py --cache (the same without the cues)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu", threads=1)
-    data = {"val": collect(tracker, VAL), "train": collect(tracker, ROOTS)}
+    log = functools.partial(print, flush=True)
+    data = {part: calibrate.collect(tracker, roots, cue=Cues(), log=log)
+            for part, roots in (("val", VAL), ("train", ROOTS))}
     np.savez(args.output, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items()})
-    if args.fit_cache:
-        fit = {}
-        for part, d in data.items():
-            fit[f"{part}/features"] = np.concatenate([d["features"], d["colour"][:, CUES.index("bc_hs"):][:, :1]], 1)
-            fit.update({f"{part}/{k}": d[k] for k in ("iou", "absent", "seq", "names")})
-        np.savez(args.fit_cache, **fit)
+    if args.fit_cache:  # the package's features (the colour term among them), without the other cues
+        np.savez(args.fit_cache, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items() if k != "cue"})
     print("wrote", args.output, args.fit_cache or "")
     return 0
 

@@ -17,6 +17,7 @@ frames (14 %): not shipped.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Callable
@@ -73,7 +74,7 @@ def embedder(name: str) -> Callable[[np.ndarray, SiamFCTracker], np.ndarray]:
 
 def collect(roots: list[Path], weights: str, verifier: str) -> dict[str, np.ndarray]:
     tracker = SiamFCTracker.from_pretrained(weights, device="cpu", threads=1)
-    out = calibrate.collect(tracker, roots, cue=Verifier(embedder(verifier)), log=lambda line: print(line, flush=True))
+    out = calibrate.collect(tracker, roots, cue=Verifier(embedder(verifier)), log=functools.partial(print, flush=True))
     out["verifier"] = out.pop("cue")
     return out
 

@@ -155,10 +155,11 @@ def smoothed(features: np.ndarray, seq: np.ndarray, weight: float) -> np.ndarray
     return out
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, used: np.ndarray, seq: np.ndarray, folds: int) -> np.ndarray:
-    """Each frame's score from a fit on the other folds' sequences (NaN where a fold was unfittable)."""
+def out_of_fold(x: np.ndarray, y: np.ndarray, used: np.ndarray, held_out: list[np.ndarray]) -> np.ndarray:
+    """Each frame's score from a fit on the other folds' sequences (``held_out``: :func:`group_folds`);
+    NaN where a fold was unfittable."""
     oof = np.full(len(x), np.nan)
-    for held in group_folds(seq, folds):
+    for held in held_out:
         fold_used = used & ~held
         if y[fold_used].all() or not y[fold_used].any():
             continue  # a fold whose training part lacks a class cannot be fitted: left out
@@ -194,12 +195,12 @@ def fit(train: dict[str, np.ndarray], val: dict[str, np.ndarray] | None, base: T
         raise ValueError(f"need on-target and lost frames to fit the confidence; got {int(pos.sum())} "
                          f"on-target and {int((used & ~pos).sum())} lost")
     y = pos.astype(np.float64)
+    held_out = group_folds(train["seq"], folds)
     tried = []  # (smoothing, out-of-fold scores, pooled ROC AUC, standard error over the folds)
     for weight in SMOOTHING:
-        oof = out_of_fold(smoothed(train["features"], train["seq"], weight), y, used, train["seq"], folds)
+        oof = out_of_fold(smoothed(train["features"], train["seq"], weight), y, used, held_out)
         ok = used & np.isfinite(oof)
-        per_fold = [a for a in (roc_auc(oof[ok & held], pos[ok & held]) for held in group_folds(train["seq"], folds))
-                    if a is not None]
+        per_fold = [a for a in (roc_auc(oof[ok & held], pos[ok & held]) for held in held_out) if a is not None]
         error = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold))) if len(per_fold) > 1 else 0.0
         tried.append((weight, oof, roc_auc(oof[ok], pos[ok]) or 0.0, error))
     weight, oof = smoothing_choice(tried)
