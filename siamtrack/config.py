@@ -26,7 +26,12 @@ OUT_SCALE = 0.001
 
 #: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
 #: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
-DEFAULT_CONF_WEIGHTS = (-16.348, 0.5496, 0.2669, 0.372, 0.1011, 9.7987, 0.8886, -2.3551, 0.0971, 9.1391)
+DEFAULT_CONF_WEIGHTS = (-19.2095, 0.3305, -0.1542, 1.715, -0.0585, 8.5135, 0.2468, -2.0023, 6.7232, 8.9084,
+                        -1.6671, -5.4506, 4.128)
+#: ``conf_weights`` lengths of files fitted before the later features existed: 9 before the colour
+#: term, 10 before the three scene terms. They load with weight 0 for the missing features, so they
+#: score as they did when they were fitted.
+OLDER_CONF_WEIGHT_LENGTHS = (9, 10)
 
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)
@@ -97,9 +102,8 @@ class TrackerConfig:
         # a found threshold below the lost one (a checkpoint saved before found_threshold existed,
         # a lost_threshold raised alone) is raised to it: the band is empty, never inverted
         self.found_threshold = max(self.found_threshold, self.lost_threshold)
-        if len(self.conf_weights) == len(DEFAULT_CONF_WEIGHTS) - 1:
-            # fitted before the colour term (the last feature) existed: weight 0 scores as they did
-            self.conf_weights = [*self.conf_weights, 0.0]
+        if len(self.conf_weights) in OLDER_CONF_WEIGHT_LENGTHS:
+            self.conf_weights = [*self.conf_weights, *[0.0] * (len(DEFAULT_CONF_WEIGHTS) - len(self.conf_weights))]
         if len(self.conf_weights) != len(DEFAULT_CONF_WEIGHTS):
             raise ValueError(f"conf_weights needs {len(DEFAULT_CONF_WEIGHTS)} values (bias + one per feature), "
                              f"got {len(self.conf_weights)}")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from siamtrack.checkpoint import read_checkpoint, save_checkpoint
-from siamtrack.config import DEFAULT_CONF_WEIGHTS, TrackerConfig, from_dict
+from siamtrack.config import DEFAULT_CONF_WEIGHTS, OLDER_CONF_WEIGHT_LENGTHS, TrackerConfig, from_dict
 from siamtrack.evaluation import calibrate
 from siamtrack.geometry import peak_displacement
 from siamtrack.models import build_model, named_spec
@@ -296,6 +296,22 @@ def test_fit_written_into_a_checkpoint_keeps_the_weights(tmp_path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
 
+@pytest.mark.parametrize("length", OLDER_CONF_WEIGHT_LENGTHS)
+def test_weights_fitted_before_later_features_score_as_they_did(length: int) -> None:
+    """A file fitted on the first ``length - 1`` features loads with weight 0 for the rest, so the
+    colour and scene terms, whatever they read, leave its score as it was when it was fitted."""
+    from siamtrack.tracking.confidence import calibrated_score
+
+    old = [float(v) for v in np.linspace(-1.0, 1.0, length)]
+    cfg = TrackerConfig(conf_weights=old)
+    assert len(cfg.conf_weights) == len(FEATURES) + 1
+    assert cfg.conf_weights[:length] == old and not any(cfg.conf_weights[length:])
+    x = np.random.default_rng(length).normal(size=(5, len(FEATURES)))
+    assert np.allclose(calibrated_score(x, cfg.conf_weights), calibrated_score(x[:, :length - 1], old))
+    with pytest.raises(ValueError, match="conf_weights needs"):
+        TrackerConfig(conf_weights=old[:-2])  # no length a file was ever fitted with
+
+
 @pytest.mark.parametrize("name", ["teacher", "student", "student_v3", "student_v4", "student_v1", "alexnet"])
 def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -> None:
     """Issue 25: student and alexnet carried no calibration and fell back to the defaults."""
@@ -304,10 +320,11 @@ def test_every_shipped_checkpoint_carries_its_own_out_of_sample_fit(name: str) -
         pytest.skip(f"{path} not shipped in this checkout")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     fit = ckpt["meta"]["confidence_fit"]
-    features = list(FEATURES) if name == "student" else fit["features"]
-    # the others keep fits made before the colour term (the teacher's refit with it scored lower on
-    # val: weights/MODEL_CARD.md): its weight is 0 when they load, so they score as they did
-    assert features in (list(FEATURES), list(FEATURES[:-1])) and fit["features"] == features
+    features = list(FEATURES) if name in ("student", "teacher") else fit["features"]
+    # the others keep fits made before the colour term or the scene terms (weights/MODEL_CARD.md):
+    # those weights are 0 when they load, so they score as they did
+    older = [list(FEATURES[:n - 1]) for n in OLDER_CONF_WEIGHT_LENGTHS]
+    assert features in [list(FEATURES), *older] and fit["features"] == features
     assert len(ckpt["tracker"]["conf_weights"]) == len(features) + 1
     assert len(from_dict(TrackerConfig, ckpt["tracker"]).conf_weights) == len(FEATURES) + 1
     assert fit["auc_out_of_sample"] > 0.8 and fit["folds"] >= 2

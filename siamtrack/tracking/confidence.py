@@ -30,14 +30,18 @@ the map's shape (:data:`FEATURES`):
   first frame's (:func:`colour_histogram`), a cue that owes nothing to the network, so it can speak
   when the embedding finds a wrong object as similar as the target (student v5: val ROC AUC 0.933
   -> 0.963 with it; it does not tell the teacher's kerb on ``OTB_Human3`` from the person, nor the
-  student's tool cabinet on the README's person clip); one strided read of 24 to 47 box pixels a side.
+  student's tool cabinet on the README's person clip); one strided read of 24 to 47 box pixels a side;
+* ``bg_shift``, ``box_vs_bg`` and ``box_change`` (:mod:`.scene`): the background's motion around the
+  box, the box's move against it and the change inside the box once that motion is undone: a box
+  stuck to a piece of background moves with it and nothing in it changes, however target-like it looks.
 
 The features are smoothed over frames (an exponential moving average, weight ``conf_smoothing`` on
 the past: losing a target is a state that lasts, one odd frame is not), then
 ``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
 (:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
 they travel with the checkpoint. Every head gets this one scale (the box head's classification
-map gives its statistics). Tracking-time cost: ~0.15 ms a frame (appearance ~40 us, colour ~35 us).
+map gives its statistics). Tracking-time cost: ~0.4 ms a frame (appearance ~40 us, colour ~35 us,
+scene terms ~220 us in the loop).
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ import math
 import cv2
 import numpy as np
 
+from .scene import TERMS as SCENE_TERMS
+
 #: Half-side, in response cells, of the square around the peak left out of the sidelobe.
 PSR_EXCLUDE = 2
 
@@ -53,7 +59,7 @@ PSR_EXCLUDE = 2
 STAT_NAMES = ("peak", "psr", "zscore")
 
 #: The confidence's inputs, in the order of ``TrackerConfig.conf_weights[1:]`` (see the module doc).
-FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize", "colour")
+FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize", "colour") + SCENE_TERMS
 
 #: Bins of :func:`colour_histogram`: 12 hues x 3 saturation levels, 4 grey levels, one dark bin.
 COLOUR_BINS = 41
@@ -111,16 +117,16 @@ def classification_maps(out: np.ndarray) -> np.ndarray:
 
 
 def frame_features(stats: np.ndarray, ref_peak: float, appearance: tuple[float, float],
-                   jump: float, resize: float, colour: float) -> np.ndarray:
+                   jump: float, resize: float, colour: float, scene: "tuple[float, ...] | np.ndarray") -> np.ndarray:
     """``(N, len(FEATURES))`` rows from :func:`response_stats` rows and the per-frame signals
-    (``appearance``: :func:`appearance_terms`, ``colour``: :func:`colour_similarity`); non-finite
-    inputs become 0, so the score is defined."""
+    (``appearance``: :func:`appearance_terms`, ``colour``: :func:`colour_similarity`, ``scene``:
+    :meth:`.scene.SceneProbe.step`); non-finite inputs become 0, so the score is defined."""
     stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
     ref = ref_peak if np.isfinite(ref_peak) else stats[:, 0]
     out = np.empty((len(stats), len(FEATURES)))
     out[:, :3] = stats
     out[:, 3] = stats[:, 0] - ref
-    out[:, 4:] = (*appearance, jump, resize, colour)
+    out[:, 4:] = (*appearance, jump, resize, colour, *scene)
     return out if np.isfinite(out).all() else np.nan_to_num(out, nan=0.0, posinf=50.0, neginf=-50.0)
 
 

@@ -21,7 +21,8 @@ State machine (per frame, all numbers from :class:`~siamtrack.config.TrackerConf
   network and either backend works. The tile with the highest raw peak that passes the peak guard
   (below) is verified like a tracked box: its appearance (:func:`~.confidence.window_terms` on the
   tile's search features) and response statistics give the same calibrated confidence as the
-  tracking step (motion terms neutral: a re-detection is a jump by design). The box jumps there
+  tracking step (motion terms neutral: a re-detection is a jump by design; the scene terms, which
+  need the candidate's previous frame, are the target's own when it was last scored as found). The box jumps there
   when that confidence is ``redetect_found`` or more *and* above the local match's; the flag then
   clears. Why not freeze the box while lost (the first design): a false alarm then cost the
   target the local step was still holding (val AO 0.562 against 0.581 without re-detection).
@@ -43,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .confidence import calibrated_score, classification_maps, frame_features, response_stats
+from .scene import TERMS as SCENE_TERMS
 from ..geometry import crop_squares, peak_displacement, upsample_response
 
 
@@ -74,11 +76,14 @@ class LostSearch:
         self.high = 0                     # frames in a row at the found threshold or more, while lost
         self.lost = False
         self.anchor = (np.array(center, dtype=np.float64), np.array(target_sz, dtype=np.float64))
+        self.anchor_scene = np.zeros(len(SCENE_TERMS))  # the smoothed scene terms at the anchor
         self.level = 0                    # region side = x_sz * growth ** level
         self.cursor = 0                   # next tile of the current region
 
-    def observe(self, score: float, center: np.ndarray, target_sz: np.ndarray, cfg: Any) -> bool:
-        """The flag's hysteresis; returns True on the frame the target becomes lost."""
+    def observe(self, score: float, center: np.ndarray, target_sz: np.ndarray, cfg: Any,
+                scene: np.ndarray | None = None) -> bool:
+        """The flag's hysteresis; returns True on the frame the target becomes lost. ``scene``: the
+        tracker's smoothed scene terms, kept with the anchor for re-detected candidates."""
         if self.lost:
             self.high = self.high + 1 if score >= cfg.found_threshold else 0
             if self.high >= cfg.found_frames:
@@ -86,6 +91,8 @@ class LostSearch:
             return False
         if score >= cfg.found_threshold:  # the box to return to: the last one scored as found
             self.anchor = (center.copy(), target_sz.copy())
+            if scene is not None:
+                self.anchor_scene = np.array(scene, dtype=np.float64)
         self.low = self.low + 1 if score < cfg.lost_threshold else 0
         if self.low >= cfg.lost_frames:
             self.lost, self.high, self.level, self.cursor = True, 0, 0, 0
@@ -122,8 +129,8 @@ class LostSearch:
         peaks = stats[:, 0]
         like_target = peaks >= peak_guard(ref_peak, cfg.redetect_peak_ratio)
         if not like_target.any():
-            return float(calibrated_score(frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0, 0.0),
-                                          cfg.conf_weights).max()), None
+            features = frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0, 0.0, self.anchor_scene)
+            return float(calibrated_score(features, cfg.conf_weights).max()), None
         best = int(np.where(like_target, peaks, -np.inf).argmax())
         up = maps.shape[-1] * cfg.response_up
         r = upsample_response(maps[best], cfg.response_up)
@@ -131,7 +138,7 @@ class LostSearch:
         centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
                                                    x_sz, cfg.instance_sz)
         features = frame_features(stats[best], ref_peak, appearance_at(tile_features[best], centres[best], centre),
-                                  0.0, 0.0, colour_at(centre))
+                                  0.0, 0.0, colour_at(centre), self.anchor_scene)
         score = float(calibrated_score(features, cfg.conf_weights)[0])
         return score, (centre if score >= cfg.redetect_found else None)
 

@@ -10,7 +10,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► normalise, cosine window ─► peak ─► new centre and size
           ─► confidence: response statistics + the new box's embedding against the exemplar's
              (read from the search features the engine returned with the maps) + motion + the
-             box's colours against the first frame's, one logistic model (:mod:`.confidence`)
+             box's colours against the first frame's + the box's motion against the background's
+             (:mod:`.scene`), one logistic model (:mod:`.confidence`)
 
 The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
 (``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
@@ -45,6 +46,7 @@ from .boxhead import damped_size, peak_window, pick_box
 from .confidence import (FEATURES, calibrated_score, classification_maps, colour_histogram, colour_similarity,
                          frame_features, map_stats, motion, smooth, window_terms)
 from .redetect import LostSearch
+from .scene import SceneProbe
 from .threads import DEFAULT_THREADS, apply_threads
 
 
@@ -261,6 +263,7 @@ class SiamFCTracker(TrackerBase):
         # frame pixels): where the appearance term reads the chosen box's embedding
         self._view: tuple[np.ndarray, np.ndarray, float] = (np.zeros((1, 1, 1)), np.zeros(2), 1.0)
         self._lost_search = LostSearch()
+        self._scene = SceneProbe()  # the previous frame's search region, for the scene terms
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -391,6 +394,7 @@ class SiamFCTracker(TrackerBase):
         self.score = 1.0
         self._smoothed = None
         self._lost_search.reset(self.center, self.target_sz)
+        self._scene.remember(img, self.center, self.target_sz, self._search_side(), self.avg_color)
 
     def _search_side(self, target_sz: np.ndarray | None = None) -> float:
         """Side in frame pixels of the (unit-scale) search crop for ``target_sz`` (default: the current size)."""
@@ -472,6 +476,7 @@ class SiamFCTracker(TrackerBase):
             self._smoothed = None
             self._lost_search.recover()
             self._clamp(img.shape[0], img.shape[1])
+            self._scene.remember(img, self.center, self.target_sz, self._search_side(), self.avg_color)
         return self.box
 
     #: ``HeadType.step`` (``models.heads.HEAD_TYPES``) -> the method that moves the box one frame,
@@ -510,12 +515,13 @@ class SiamFCTracker(TrackerBase):
         if not np.isfinite(self.center).all() or not np.isfinite(self.target_sz).all():  # a broken net
             self.center, self.target_sz = prev
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
+        scene = self._scene.step(img, self.center, self.target_sz, self._search_side(), self.avg_color)
         self.features = frame_features(self.stats, self.reference_peak, self._appearance(*self._view, self.center),
-                                       jump, resize, self._colour(img, self.center, self.target_sz))[0]
+                                       jump, resize, self._colour(img, self.center, self.target_sz), scene)[0]
         self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
         score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
-        self._lost_search.observe(self.score, self.center, self.target_sz, cfg)
+        self._lost_search.observe(self.score, self.center, self.target_sz, cfg, self._smoothed[-len(scene):])
         return self.box
 
