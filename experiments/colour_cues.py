@@ -17,23 +17,15 @@ with the surround (the 2x region minus the box) as the background::
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
-from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
+from cue_study import collect_parts, save_parts
 
-from siamtrack.evaluation import calibrate
 from siamtrack.tracking.confidence import colour_similarity
 from siamtrack.tracking.tracker import SiamFCTracker
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ROOTS = [DATA / "got10k/train", DATA / "got10k-extra/train",
-         Path(__file__).resolve().parents[1].parent / "data" / "sources-v3" / "train"]
-VAL = [DATA / "got10k/val"]
 CUES = ("bc_rgb", "dat")  # the columns of ``cue``; the hue / saturation one is the last feature
 
 
@@ -83,15 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="npz: features, cue (bc_rgb, dat), iou, absent, seq")
     parser.add_argument("--fit-cache", help="npz for confidence_fit.py --cache (the same without the cues)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu", threads=1)
-    log = functools.partial(print, flush=True)
-    data = {part: calibrate.collect(tracker, roots, cue=Cues(), log=log)
-            for part, roots in (("val", VAL), ("train", ROOTS))}
-    np.savez(args.output, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items()})
+    data = collect_parts(args.weights, Cues())
+    save_parts(args.output, data)
     if args.fit_cache:  # the package's features (the colour term among them), without the other cues
-        np.savez(args.fit_cache, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items() if k != "cue"})
+        save_parts(args.fit_cache, data, drop=("cue",))
     print("wrote", args.output, args.fit_cache or "")
     return 0
 

@@ -14,25 +14,15 @@ and in this one. ``--analyse`` fits the confidence without and with motion terms
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
+from cue_study import collect_parts, fit_line, load_parts, save_parts
 
-import siamtrack.config as config
-from siamtrack.config import TrackerConfig
-from siamtrack.evaluation import calibrate
 from siamtrack.geometry import crop_squares
 from siamtrack.tracking.tracker import SiamFCTracker
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ROOTS = [DATA / "got10k/train", DATA / "got10k-extra/train",
-         Path(__file__).resolve().parents[1].parent / "data" / "sources-v3" / "train"]
-VAL = [DATA / "got10k/val"]
 #: Side of the grey crops the shift is measured on.
 SIDE = 64
 #: The columns of ``cue``: background shift and box move (frame pixels), the previous size
@@ -102,23 +92,10 @@ VARIANTS = (("confidence features", []), ("+ bg, rel", ["bg", "rel"]), ("+ lock"
 
 
 def analyse(path: str) -> None:
-    data = dict(np.load(path))
-    parts = {p: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(p + "/")} for p in ("train", "val")}
+    parts = load_parts(path)
     for label, names in VARIANTS:
-        def rows(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            t = terms(d["cue"])
-            extra = [t[n][:, None] for n in names]
-            return {**d, "features": np.concatenate([d["features"], *extra], 1)}
-
-        t, v = rows(parts["train"]), rows(parts["val"])
-        n = t["features"].shape[1] + 1
-        config.DEFAULT_CONF_WEIGHTS = (0.0,) * n  # the fit's config takes this many weights here
-        cfg, rep = calibrate.fit(t, v, TrackerConfig(conf_weights=[0.0] * n))
-        flag_oos, flag_val = rep["flag_out_of_sample"], rep["flag_val"]
-        print(f"{label:24s} ROC AUC out of sample {rep['auc_out_of_sample']:.3f}, val {rep['auc_val']:.3f} "
-              f"(smoothing {cfg.conf_smoothing}); flag on target / lost: out of sample "
-              f"{flag_oos['on_target_flagged']:.3f} / {flag_oos['lost_flagged']:.3f}, "
-              f"val {flag_val['on_target_flagged']:.3f} / {flag_val['lost_flagged']:.3f}", flush=True)
+        extra = {p: np.stack([terms(d["cue"])[n] for n in names], 1) if names else None for p, d in parts.items()}
+        print(fit_line(label, parts["train"], parts["val"], extra["train"], extra["val"]), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,13 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.output:
         parser.error("give --output (or --analyse NPZ)")
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    tracker = SiamFCTracker.from_pretrained(args.weights, device="cpu", threads=1)
-    log = functools.partial(print, flush=True)
-    data = {part: calibrate.collect(tracker, roots, cue=BackgroundMotion(), log=log)
-            for part, roots in (("val", VAL), ("train", ROOTS))}
-    np.savez(args.output, **{f"{p}/{k}": v for p, d in data.items() for k, v in d.items()})
+    save_parts(args.output, collect_parts(args.weights, BackgroundMotion()))
     print("wrote", args.output)
     return 0
 

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import torch
 
-import siamtrack.config as config
-from siamtrack.config import TrackerConfig
+from cue_study import fit_line
+
 from siamtrack.evaluation import calibrate
 from siamtrack.geometry import context_size, crop_squares
 from siamtrack.tracking.confidence import appearance_terms
@@ -83,19 +83,8 @@ def analyse(train_path: str, val_path: str) -> None:
     train, val = dict(np.load(train_path)), dict(np.load(val_path))
     for label, extra in (("confidence features", None), ("+ verifier, whole and core", [0, 1]),
                          ("+ verifier core", [1])):
-        def rows(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            x = d["features"] if extra is None else np.concatenate([d["features"], d["verifier"][:, extra]], 1)
-            return {**d, "features": x}
-
-        t, v = rows(train), rows(val)
-        n = t["features"].shape[1] + 1
-        config.DEFAULT_CONF_WEIGHTS = (0.0,) * n  # the fit's config takes this many weights here
-        cfg, rep = calibrate.fit(t, v, TrackerConfig(conf_weights=[0.0] * n))
-        flag_oos, flag_val = rep["flag_out_of_sample"], rep["flag_val"]
-        print(f"{label:28s} ROC AUC out of sample {rep['auc_out_of_sample']:.3f}, val {rep['auc_val']:.3f} "
-              f"(smoothing {cfg.conf_smoothing}); flag on target / lost: out of sample "
-              f"{flag_oos['on_target_flagged']:.3f} / {flag_oos['lost_flagged']:.3f}, "
-              f"val {flag_val['on_target_flagged']:.3f} / {flag_val['lost_flagged']:.3f}")
+        print(fit_line(label, train, val, None if extra is None else train["verifier"][:, extra],
+                       None if extra is None else val["verifier"][:, extra]))
 
 
 def main(argv: list[str] | None = None) -> int:
