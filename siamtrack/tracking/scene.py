@@ -45,11 +45,12 @@ MOTION_CAP = 1.0
 CHANGE_CAP = 30.0
 
 
-def grey_square(image: np.ndarray, center: np.ndarray, side: float, fill: np.ndarray) -> np.ndarray:
-    """``(SIDE, SIDE)`` float32 grey square of ``side`` frame pixels at ``center`` of an RGB ``uint8``
+def grey_square(image: np.ndarray, center: np.ndarray, side: float, fill: np.ndarray,
+                out: int = SIDE) -> np.ndarray:
+    """``(out, out)`` float32 grey square of ``side`` frame pixels at ``center`` of an RGB ``uint8``
     frame (bilinear; outside the frame ``fill``, the tracker's mean colour, as in its search crops)."""
     border = tuple(float(v) for v in np.asarray(fill, dtype=np.float64).reshape(3))
-    patch = cv2.warpAffine(image, square_crop_matrix(center, side, SIDE), (SIDE, SIDE),
+    patch = cv2.warpAffine(image, square_crop_matrix(center, side, out), (out, out),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=border)
     return cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
