@@ -235,8 +235,9 @@ def test_train_bad_input_is_one_line_and_exit_code_2(case, tmp_path, capfd, monk
 
 
 def test_two_process_ddp_run(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           "29517"] + TRAIN[1:] + [f"out_dir={tmp_path}", "--max-steps", "2"]
+    # --standalone: a free port of its own (a fixed port failed once, in a suite run right after another)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] \
+        + TRAIN[1:] + [f"out_dir={tmp_path}", "--max-steps", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
