@@ -15,7 +15,6 @@ so it is not shipped (weights/MODEL_CARD.md has the clips).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import cv2
@@ -23,7 +22,7 @@ import numpy as np
 from cue_study import collect_parts
 
 from siamtrack.tracking.confidence import roc_auc, separation_labels
-from siamtrack.tracking.scene import grey_square
+from siamtrack.tracking.scene import box_slices, grey_square, shift_square
 from siamtrack.tracking.tracker import SiamFCTracker
 
 SIDES = (64, 96, 128)
@@ -49,26 +48,18 @@ class Variants:
         self.center = tracker.center.copy()
         self.prev = {n: grey_square(img, self.center, self.side, tracker.avg_color, n) for n in SIDES}
 
-    def box(self, n: int) -> tuple[slice, slice]:
-        scale = self.side / n
-        half_w, half_h, mid = self.size[0] / scale / 2, self.size[1] / scale / 2, n / 2
-        return (slice(max(int(mid - half_h), 0), int(math.ceil(mid + half_h))),
-                slice(max(int(mid - half_w), 0), int(math.ceil(mid + half_w))))
-
     @staticmethod
     def change(prev: np.ndarray, now: np.ndarray, box: tuple[slice, slice], dx: float, dy: float) -> float:
-        n = prev.shape[0]
-        shifted = cv2.warpAffine(prev, np.float32([[1, 0, dx], [0, 1, dy]]), (n, n), borderMode=cv2.BORDER_REPLICATE)
-        return float(cv2.absdiff(now[box], shifted[box]).mean())
+        return float(cv2.absdiff(now[box], shift_square(prev, dx, dy)[box]).mean())
 
     def __call__(self, img: np.ndarray, tracker: SiamFCTracker) -> list[float]:
         row = []
         for n in SIDES:
-            prev, now, box, window = self.prev[n], grey_square(img, self.center, self.side, tracker.avg_color, n), \
-                self.box(n), self.windows[n]
+            prev, now, window = self.prev[n], grey_square(img, self.center, self.side, tracker.avg_color, n), \
+                self.windows[n]
+            box = box_slices(self.size, self.side, n)
             (dx, dy), _ = cv2.phaseCorrelate(prev, now, window)
-            shifted = cv2.warpAffine(prev, np.float32([[1, 0, dx], [0, 1, dy]]), (n, n), borderMode=cv2.BORDER_REPLICATE)
-            (ex, ey), _ = cv2.phaseCorrelate(shifted, now, window)
+            (ex, ey), _ = cv2.phaseCorrelate(shift_square(prev, dx, dy), now, window)
             (sx, sy), _ = cv2.phaseCorrelate(surround(prev, box), surround(now, box), window)
             row += [self.change(prev, now, box, dx, dy), self.change(prev, now, box, dx + ex, dy + ey),
                     self.change(prev, now, box, sx, sy),
