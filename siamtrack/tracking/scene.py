@@ -29,7 +29,6 @@ frame in the tracking loop (student v5 on onnxruntime, 1.81 against 1.58 ms per 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -73,33 +72,6 @@ def shift_square(square: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(square, np.float32([[1, 0, dx], [0, 1, dy]]), (n, n), borderMode=cv2.BORDER_REPLICATE)
 
 
-class SceneMeasure(NamedTuple):
-    """One frame against the remembered one (:meth:`SceneProbe.measure`): what :data:`TERMS` are made
-    of, and the squares behind them (experiments read other forms from them: ``motion_cue.py``)."""
-
-    shift: tuple[float, float]      # the background's shift, frame pixels
-    move: tuple[float, float]       # the box's move, frame pixels
-    target: float                   # the remembered box's sqrt(w * h), frame pixels
-    response: float                 # the phase correlation's peak
-    previous: np.ndarray            # the remembered square
-    now: np.ndarray                 # this frame's square at the same place
-    aligned: np.ndarray             # ``previous`` with the shift undone (:func:`shift_square`)
-    box: tuple[slice, slice]        # the remembered box in the squares (:func:`box_slices`)
-
-    @property
-    def change(self) -> float:
-        """Mean absolute grey difference inside the box once the shift is undone."""
-        return float(cv2.absdiff(self.now[self.box], self.aligned[self.box]).mean())
-
-    @property
-    def terms(self) -> tuple[float, float, float]:
-        """:data:`TERMS`: ``bg_shift``, ``box_vs_bg`` (target sizes, capped), ``box_change``."""
-        (gx, gy), (bx, by) = self.shift, self.move
-        return (min(math.hypot(gx, gy) / self.target, MOTION_CAP),
-                min(math.hypot(bx - gx, by - gy) / self.target, MOTION_CAP),
-                min(self.change, CHANGE_CAP) / CHANGE_CAP)
-
-
 class SceneProbe:
     """The scene terms of consecutive frames: :meth:`remember` a frame's state, then :meth:`step`
     with the next frame gives :data:`TERMS` and remembers that frame in turn."""
@@ -107,46 +79,38 @@ class SceneProbe:
     _window = cv2.createHanningWindow((SIDE, SIDE), cv2.CV_32F)
 
     def __init__(self) -> None:
-        # the remembered state lives in buffers made once and overwritten: a small array allocated
-        # every frame and kept until the next one pinned glibc's heap between the network's large
-        # per-frame buffers (the teacher with a second probe beside its own, experiments/motion_cue.py:
-        # peak RSS 1.1 -> 2.7 GB over 2,100 frames, one run killed at 24 GB; 0.66 -> 0.71 GB with these)
-        self._patch = np.zeros((SIDE, SIDE), np.float32)
+        self._patch: np.ndarray | None = None
         self._center = np.zeros(2)
         self._size = np.ones(2)
         self._side = 1.0
-        self._remembered = False
 
     def remember(self, image: np.ndarray, center: np.ndarray, size: np.ndarray, side: float,
                  fill: np.ndarray) -> None:
         """Keep this frame's square of ``side`` at ``center`` and the box (``center``, ``size``)."""
-        self._center[:], self._size[:], self._side = center, size, side
-        np.copyto(self._patch, grey_square(image, self._center, side, fill))
-        self._remembered = True
-
-    def measure(self, image: np.ndarray, center: np.ndarray, fill: np.ndarray) -> SceneMeasure | None:
-        """``image`` against the remembered frame, for a box now at ``center``; ``None`` when nothing
-        is remembered. Remembers nothing itself; the measure's ``previous`` is the probe's buffer,
-        overwritten by the next :meth:`remember`."""
-        if not self._remembered:
-            return None
-        now = grey_square(image, self._center, self._side, fill)
-        (dx, dy), response = cv2.phaseCorrelate(self._patch, now, self._window)
-        if not (math.isfinite(dx) and math.isfinite(dy)):
-            dx = dy = 0.0
-        scale = self._side / SIDE                      # frame pixels per square pixel
-        return SceneMeasure(
-            shift=(dx * scale, dy * scale),
-            move=(float(center[0]) - float(self._center[0]), float(center[1]) - float(self._center[1])),
-            target=math.sqrt(max(float(self._size[0]) * float(self._size[1]), 1.0)), response=float(response),
-            previous=self._patch, now=now, aligned=shift_square(self._patch, dx, dy),
-            box=box_slices(self._size, self._side))
+        self._center, self._size = np.array(center, dtype=np.float64), np.array(size, dtype=np.float64)
+        self._side = side
+        self._patch = grey_square(image, self._center, side, fill)
 
     def step(self, image: np.ndarray, center: np.ndarray, size: np.ndarray, side: float,
              fill: np.ndarray) -> tuple[float, float, float]:
         """:data:`TERMS` for the box (``center``, ``size``) the tracker chose in ``image``, against the
         remembered frame; then remembers this frame with the search ``side`` of the next one.
         Without a remembered frame, a still scene: ``(0, 0, 0)``."""
-        measured = self.measure(image, center, fill)
+        if self._patch is None:
+            self.remember(image, center, size, side, fill)
+            return 0.0, 0.0, 0.0
+        now = grey_square(image, self._center, self._side, fill)
+        (dx, dy), _ = cv2.phaseCorrelate(self._patch, now, self._window)
+        if not (math.isfinite(dx) and math.isfinite(dy)):
+            dx = dy = 0.0
+        scale = self._side / SIDE                      # frame pixels per square pixel
+        target = math.sqrt(max(float(self._size[0]) * float(self._size[1]), 1.0))
+        gx, gy = dx * scale, dy * scale
+        bx, by = float(center[0]) - float(self._center[0]), float(center[1]) - float(self._center[1])
+        box = box_slices(self._size, self._side)
+        change = float(cv2.absdiff(now[box], shift_square(self._patch, dx, dy)[box]).mean())
+        terms = (min(math.hypot(gx, gy) / target, MOTION_CAP),
+                 min(math.hypot(bx - gx, by - gy) / target, MOTION_CAP),
+                 min(change, CHANGE_CAP) / CHANGE_CAP)
         self.remember(image, center, size, side, fill)
-        return (0.0, 0.0, 0.0) if measured is None else measured.terms
+        return terms
