@@ -26,12 +26,12 @@ OUT_SCALE = 0.001
 
 #: The confidence's logistic weights when a checkpoint holds none: bias, then one per feature of
 #: ``siamtrack.tracking.confidence.FEATURES``: the shipped student's fit (experiments/confidence_fit.py).
-DEFAULT_CONF_WEIGHTS = (-19.2095, 0.3305, -0.1542, 1.715, -0.0585, 8.5135, 0.2468, -2.0023, 6.7232, 8.9084,
-                        -1.6671, -5.4506, 4.128)
+DEFAULT_CONF_WEIGHTS = (-15.7573, 0.1994, -0.0583, 0.768, 0.1037, 8.898, -4.4598, 0.0636, -2.3469,
+                        8.0713, -3.5124, -4.4479, 3.9592, 2.8711, 3.0104)
 #: ``conf_weights`` lengths of files fitted before the later features existed: 9 before the colour
-#: term, 10 before the three scene terms. They load with weight 0 for the missing features, so they
-#: score as they did when they were fitted.
-OLDER_CONF_WEIGHT_LENGTHS = (9, 10)
+#: term, 10 before the three scene terms, 13 before the two surround terms. They load with weight 0
+#: for the missing features, so they score as they did when they were fitted.
+OLDER_CONF_WEIGHT_LENGTHS = (9, 10, 13)
 
 
 #: how the tracker searches scale (``TrackerConfig.scale_mode``)

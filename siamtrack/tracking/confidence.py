@@ -33,7 +33,11 @@ the map's shape (:data:`FEATURES`):
   student's tool cabinet on the README's person clip); one strided read of 24 to 47 box pixels a side;
 * ``bg_shift``, ``box_vs_bg`` and ``box_change`` (:mod:`.scene`): the background's motion around the
   box, the box's move against it and the change inside the box once that motion is undone: a box
-  stuck to a piece of background moves with it and nothing in it changes, however target-like it looks.
+  stuck to a piece of background moves with it and nothing in it changes, however target-like it looks;
+* ``surround`` and ``lookalike`` (:mod:`.surround`): the box's window scored by a discriminant of
+  this target against its own surroundings, refitted on confident frames, and its likeness to the
+  closest of those surroundings: a kerb that the network finds as target-like as the target still
+  looks more like the rest of the scene, and most like itself where it lay beside the target.
 
 The features are smoothed over frames (an exponential moving average, weight ``conf_smoothing`` on
 the past: losing a target is a state that lasts, one odd frame is not), then
@@ -51,6 +55,7 @@ import cv2
 import numpy as np
 
 from .scene import TERMS as SCENE_TERMS
+from .surround import TERMS as SURROUND_TERMS
 
 #: Half-side, in response cells, of the square around the peak left out of the sidelobe.
 PSR_EXCLUDE = 2
@@ -59,7 +64,10 @@ PSR_EXCLUDE = 2
 STAT_NAMES = ("peak", "psr", "zscore")
 
 #: The confidence's inputs, in the order of ``TrackerConfig.conf_weights[1:]`` (see the module doc).
-FEATURES = STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize", "colour") + SCENE_TERMS
+FEATURES = (STAT_NAMES + ("peak_rel", "appearance", "appearance_core", "jump", "resize", "colour") + SCENE_TERMS
+            + SURROUND_TERMS)
+#: Where the scene terms sit in :data:`FEATURES` (re-detection keeps the target's own at its anchor).
+SCENE_COLUMNS = slice(FEATURES.index(SCENE_TERMS[0]), FEATURES.index(SCENE_TERMS[-1]) + 1)
 
 #: Bins of :func:`colour_histogram`: 12 hues x 3 saturation levels, 4 grey levels, one dark bin.
 COLOUR_BINS = 41
@@ -117,16 +125,18 @@ def classification_maps(out: np.ndarray) -> np.ndarray:
 
 
 def frame_features(stats: np.ndarray, ref_peak: float, appearance: tuple[float, float],
-                   jump: float, resize: float, colour: float, scene: "tuple[float, ...] | np.ndarray") -> np.ndarray:
+                   jump: float, resize: float, colour: float, scene: "tuple[float, ...] | np.ndarray",
+                   surround: "tuple[float, ...] | np.ndarray") -> np.ndarray:
     """``(N, len(FEATURES))`` rows from :func:`response_stats` rows and the per-frame signals
     (``appearance``: :func:`appearance_terms`, ``colour``: :func:`colour_similarity`, ``scene``:
-    :meth:`.scene.SceneProbe.step`); non-finite inputs become 0, so the score is defined."""
+    :meth:`.scene.SceneProbe.step`, ``surround``: :meth:`.surround.SurroundModel.terms`); non-finite
+    inputs become 0, so the score is defined."""
     stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
     ref = ref_peak if np.isfinite(ref_peak) else stats[:, 0]
     out = np.empty((len(stats), len(FEATURES)))
     out[:, :3] = stats
     out[:, 3] = stats[:, 0] - ref
-    out[:, 4:] = (*appearance, jump, resize, colour, *scene)
+    out[:, 4:] = (*appearance, jump, resize, colour, *scene, *surround)
     return out if np.isfinite(out).all() else np.nan_to_num(out, nan=0.0, posinf=50.0, neginf=-50.0)
 
 
@@ -160,13 +170,20 @@ def appearance_terms(embedding: np.ndarray, kernel: np.ndarray) -> tuple[float, 
 
 def window_terms(features: np.ndarray, kernel: np.ndarray, cell: tuple[float, float]) -> tuple[float, float]:
     """:func:`appearance_terms` of ``kernel`` ``(C, k, k)`` against the window of the search
-    embedding ``features`` ``(C, H, W)`` that response cell ``cell`` (row, col) correlates with:
-    the embedding of the box the tracker chose, read from features the frame already computed
-    (no second pass through the backbone). A fractional cell blends the four windows around it
-    bilinearly (the box moves in sub-cell steps; a window snapped to the nearest cell made the
-    term jitter by up to half a cell from frame to frame). Cells outside the map are clipped into it."""
+    embedding ``features`` ``(C, H, W)`` that response cell ``cell`` (row, col) correlates with
+    (:func:`feature_window`): the embedding of the box the tracker chose, read from features the
+    frame already computed (no second pass through the backbone)."""
     kernel = np.asarray(kernel)
-    k_h, k_w = kernel.shape[-2:]
+    return appearance_terms(feature_window(features, kernel.shape[-2:], cell), kernel)
+
+
+def feature_window(features: np.ndarray, shape: tuple[int, int], cell: tuple[float, float]) -> np.ndarray:
+    """The ``shape`` (kernel-sized) window of the search embedding ``features`` ``(C, H, W)`` that
+    response cell ``cell`` (row, col) correlates with. A fractional cell blends the four windows
+    around it bilinearly (the box moves in sub-cell steps; a window snapped to the nearest cell made
+    the appearance term jitter by up to half a cell from frame to frame). Cells outside the map are
+    clipped into it."""
+    k_h, k_w = int(shape[0]), int(shape[1])
     last_row, last_col = max(features.shape[-2] - k_h, 0), max(features.shape[-1] - k_w, 0)
     row = min(max(float(cell[0]), 0.0), float(last_row))
     col = min(max(float(cell[1]), 0.0), float(last_col))
@@ -177,9 +194,8 @@ def window_terms(features: np.ndarray, kernel: np.ndarray, cell: tuple[float, fl
     def at(r: int, c: int) -> np.ndarray:
         return features[..., r:r + k_h, c:c + k_w]
 
-    window = at(r0, c0) if fr == 0.0 and fc == 0.0 else (
+    return at(r0, c0) if fr == 0.0 and fc == 0.0 else (
         (1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c1)) + fr * ((1 - fc) * at(r1, c0) + fc * at(r1, c1)))
-    return appearance_terms(window, kernel)
 
 
 def colour_histogram(image: np.ndarray, center: "np.ndarray | tuple[float, float]",

@@ -19,7 +19,7 @@ State machine (per frame, all numbers from :class:`~siamtrack.config.TrackerConf
   whose side grows by ``redetect_growth`` each time all of its tiles were searched, up to the whole
   frame (then the sweep starts again). The tiles run as one batch through the engine, so any
   network and either backend works. The tile with the highest raw peak that passes the peak guard
-  (below) is verified like a tracked box: its appearance (:func:`~.confidence.window_terms` on the
+  (below) is verified like a tracked box: its appearance and surround terms (the window of the
   tile's search features) and response statistics give the same calibrated confidence as the
   tracking step (motion terms neutral: a re-detection is a jump by design; the scene terms, which
   need the candidate's previous frame, are the target's own when it was last scored as found). The box jumps there
@@ -45,6 +45,7 @@ import numpy as np
 
 from .confidence import calibrated_score, classification_maps, frame_features, response_stats
 from .scene import TERMS as SCENE_TERMS
+from .surround import TERMS as SURROUND_TERMS
 from ..geometry import crop_squares, peak_displacement, upsample_response
 
 
@@ -101,13 +102,14 @@ class LostSearch:
 
     def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
                avg_color: np.ndarray, stride: int, offset: float, ref_peak: float,
-               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]],
+               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, ...]],
                colour_at: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray | None]:
         """One lost frame: search the next tiles; returns ``(confidence, new centre or None)``.
 
         The candidate is the guarded tile's response peak (its raw map upsampled like the normal
         path's, no cosine window: the target may be anywhere in the region);
-        ``appearance_at(tile features, tile centre, candidate centre)`` gives its appearance terms,
+        ``appearance_at(tile features, tile centre, candidate centre)`` gives its appearance terms
+        and its surround terms,
         ``colour_at(candidate centre)`` its colour term (at the last confident box's size)."""
         height, width = img.shape[:2]
         anchor = self.anchor[0]
@@ -129,7 +131,8 @@ class LostSearch:
         peaks = stats[:, 0]
         like_target = peaks >= peak_guard(ref_peak, cfg.redetect_peak_ratio)
         if not like_target.any():
-            features = frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0, 0.0, self.anchor_scene)
+            features = frame_features(stats, ref_peak, (0.0, 0.0), 0.0, 0.0, 0.0, self.anchor_scene,
+                                      (0.0,) * len(SURROUND_TERMS))
             return float(calibrated_score(features, cfg.conf_weights).max()), None
         best = int(np.where(like_target, peaks, -np.inf).argmax())
         up = maps.shape[-1] * cfg.response_up
@@ -137,8 +140,9 @@ class LostSearch:
         row, col = divmod(int(r.argmax()), up)
         centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
                                                    x_sz, cfg.instance_sz)
-        features = frame_features(stats[best], ref_peak, appearance_at(tile_features[best], centres[best], centre),
-                                  0.0, 0.0, colour_at(centre), self.anchor_scene)
+        looks = appearance_at(tile_features[best], centres[best], centre)
+        features = frame_features(stats[best], ref_peak, looks[:2], 0.0, 0.0, colour_at(centre), self.anchor_scene,
+                                  looks[2:])
         score = float(calibrated_score(features, cfg.conf_weights)[0])
         return score, (centre if score >= cfg.redetect_found else None)
 

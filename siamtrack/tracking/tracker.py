@@ -11,7 +11,8 @@ Per frame (the hot path, no Python loop over pixels; the only per-scale loop is 
           ─► confidence: response statistics + the new box's embedding against the exemplar's
              (read from the search features the engine returned with the maps) + motion + the
              box's colours against the first frame's + the box's motion against the background's
-             (:mod:`.scene`), one logistic model (:mod:`.confidence`)
+             (:mod:`.scene`) + the box's window against this target's surroundings (:mod:`.surround`,
+             refitted every 10 found frames), one logistic model (:mod:`.confidence`)
 
 The network runs in an engine (:class:`~siamtrack.models.inference.Engine`): PyTorch eager
 (``backend="torch"``) or ONNX Runtime (``backend="onnxruntime"``), the loop around it is the same.
@@ -43,10 +44,12 @@ from ..models import HEAD_TYPES, geometry, head_kind
 from ..models.inference import Engine, TorchEngine
 from .base import TrackerBase
 from .boxhead import damped_size, peak_window, pick_box
-from .confidence import (FEATURES, calibrated_score, classification_maps, colour_histogram, colour_similarity,
-                         frame_features, map_stats, motion, smooth, window_terms)
+from .confidence import (FEATURES, SCENE_COLUMNS, appearance_terms, calibrated_score, classification_maps,
+                         colour_histogram, colour_similarity, feature_window, frame_features, map_stats, motion,
+                         smooth)
 from .redetect import LostSearch
 from .scene import SceneProbe
+from .surround import SurroundModel
 from .threads import DEFAULT_THREADS, apply_threads
 
 
@@ -161,7 +164,8 @@ class SiamFCTracker(TrackerBase):
 
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
     ``self.score``, a confidence in [0, 1] calibrated per weights to tell on-target from lost frames
-    (response statistics, appearance, motion and colour in one logistic model, :mod:`.confidence`; the
+    (response statistics, appearance, motion, colour, scene and surround terms in one logistic
+    model, :mod:`.confidence`; the
     same scale for every head), and ``self.lost``, True once the confidence stayed below
     ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames; it clears after ``cfg.found_frames``
     frames at ``cfg.found_threshold`` or more. The box keeps following the best local match either
@@ -264,6 +268,7 @@ class SiamFCTracker(TrackerBase):
         self._view: tuple[np.ndarray, np.ndarray, float] = (np.zeros((1, 1, 1)), np.zeros(2), 1.0)
         self._lost_search = LostSearch()
         self._scene = SceneProbe()  # the previous frame's search region, for the scene terms
+        self._surround = SurroundModel()  # this target against its surroundings, for the surround terms
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -389,7 +394,7 @@ class SiamFCTracker(TrackerBase):
             self._kernel = self.engine.embed_exemplar(z)
         self._kernel_vec = _host(self._kernel)  # the appearance term's reference (unit scale)
         self._colour_ref = colour_histogram(img, self.center, self.target_sz)
-        self.reference_peak = self._peak_at(img, self.center)
+        self.reference_peak = self._reference(img)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
         self._smoothed = None
@@ -402,24 +407,37 @@ class SiamFCTracker(TrackerBase):
         size = self.target_sz if target_sz is None else target_sz
         return context_size(*size, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
 
-    def _peak_at(self, img: np.ndarray, center: np.ndarray) -> float:
-        """Raw response peak of one search crop at ``center`` at the current size (the box head's
-        classification map): at ``init`` the reference a re-detected tile must come close to."""
-        crop = crop_squares(img, center, [self._search_side()], self.cfg.instance_sz, self.avg_color)
-        peak = float(classification_maps(self.engine.respond(self._kernel, crop)).max())
+    def _reference(self, img: np.ndarray) -> float:
+        """One search crop at the first box: its raw response peak (the box head's classification
+        map), the reference a re-detected tile must come close to, and its features, the first
+        frame's target and surroundings for the surround terms."""
+        side = self._search_side()
+        crop = crop_squares(img, self.center, [side], self.cfg.instance_sz, self.avg_color)
+        out, features = self.engine.respond_features(self._kernel, crop)
+        self._surround.start(np.asarray(features[0]), self._kernel_vec.shape[-1],
+                             self._surround_view(self.center, side))
+        peak = float(classification_maps(out).max())
         return peak if math.isfinite(peak) else -math.inf
 
+    def _surround_view(self, crop_center: np.ndarray, crop_px: float) -> dict[str, Any]:
+        """Where a search crop (``crop_px`` frame pixels around ``crop_center``) lies against the
+        current box: what :class:`~.surround.SurroundModel` needs besides the crop's features."""
+        return dict(stride=self.geometry.stride, offset=self.geometry.offset, crop_center=crop_center,
+                    crop_px=crop_px, instance_sz=self.cfg.instance_sz, center=self.center, size=self.target_sz)
+
     def _appearance(self, features: np.ndarray, crop_center: np.ndarray, crop_px: float,
-                    center: np.ndarray) -> tuple[float, float]:
-        """The confidence's appearance terms for a box at ``center``: the exemplar embedding against
-        the window of a search crop's embedding ``features`` ``(C, h, w)`` (the crop: ``crop_px`` frame
+                    center: np.ndarray) -> tuple[float, ...]:
+        """The confidence's terms for the looks of a box at ``center``: ``(appearance,
+        appearance_core, surround, lookalike)``, the exemplar embedding and the surround model against the
+        window of a search crop's embedding ``features`` ``(C, h, w)`` (the crop: ``crop_px`` frame
         pixels around ``crop_center``) that a response cell at ``center`` correlates, blended
-        bilinearly between cells (:func:`~.confidence.window_terms`). The features come with the
+        bilinearly between cells (:func:`~.confidence.feature_window`). The features come with the
         response, so this costs a few slices and dot products, not a backbone pass on one more crop."""
         side = features.shape[-1] - self._kernel_vec.shape[-1] + 1  # the response map's side
         cell = response_cell(center - crop_center, side, self.geometry.stride, self.geometry.offset,
                              crop_px, self.cfg.instance_sz)
-        return window_terms(features, self._kernel_vec[0], cell)
+        window = feature_window(features, self._kernel_vec.shape[-2:], cell)
+        return (*appearance_terms(window, self._kernel_vec[0]), *self._surround.terms(window))
 
     def _colour(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> float:
         """The confidence's colour term for a box: its colours against the first frame's box."""
@@ -516,12 +534,16 @@ class SiamFCTracker(TrackerBase):
             self.center, self.target_sz = prev
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
         scene = self._scene.step(img, self.center, self.target_sz, self._search_side(), self.avg_color)
-        self.features = frame_features(self.stats, self.reference_peak, self._appearance(*self._view, self.center),
-                                       jump, resize, self._colour(img, self.center, self.target_sz), scene)[0]
+        looks = self._appearance(*self._view, self.center)
+        self.features = frame_features(self.stats, self.reference_peak, looks[:2], jump, resize,
+                                       self._colour(img, self.center, self.target_sz), scene, looks[2:])[0]
         self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
         score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
-        self._lost_search.observe(self.score, self.center, self.target_sz, cfg, self._smoothed[-len(scene):])
+        self._lost_search.observe(self.score, self.center, self.target_sz, cfg, self._smoothed[SCENE_COLUMNS])
+        features, crop_center, crop_px = self._view
+        self._surround.observe(self.score >= cfg.found_threshold, features, self._kernel_vec.shape[-1],
+                               self._surround_view(crop_center, crop_px))
         return self.box
 
