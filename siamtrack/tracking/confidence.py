@@ -44,8 +44,8 @@ the past: losing a target is a state that lasts, one odd frame is not), then
 ``score = sigmoid(w . [1, smoothed features])``, a logistic regression fitted per weights and out of sample
 (:mod:`.calibrate`, ``experiments/confidence_fit.py``); the weights live in ``TrackerConfig`` so
 they travel with the checkpoint. Every head gets this one scale (the box head's classification
-map gives its statistics). Tracking-time cost: ~0.4 ms a frame (appearance ~40 us, colour ~35 us,
-scene terms ~220 us in the loop).
+map gives its statistics). Tracking-time cost: ~0.6 ms a frame (appearance ~40 us, colour ~35 us,
+scene terms ~220 us, surround terms 150-250 us in the loop).
 """
 from __future__ import annotations
 
