@@ -42,8 +42,9 @@ POSITIVE_IOU = 0.7
 BACKGROUND_IOU = 0.1
 #: A window's central half is averaged down to ``POOL x POOL`` cells (cost: ``D = channels * POOL**2``).
 POOL = 2
-#: Frames between refits (on frames scored as found), and how many such crops the model keeps besides the first.
+#: Frames between refits (made on frames scored as found).
 EVERY = 10
+#: How many refit crops the model keeps besides the first frame's.
 KEEP = 4
 #: The ridge regression's L2 weight (on unit vectors).
 RIDGE = 0.5
