@@ -72,7 +72,7 @@ WEIGHTS: Mapping[str, PretrainedWeights] = MappingProxyType({
         "student", "siamfc_student.pth",
         "student v5: student v4's network (a narrow EfficientNet-Lite0 with a stride-4 stem, 6,257 "
         "parameters, 30.7 M MACs per frame on 223-pixel crops) distilled on from student v4 at its "
-        "tracking crop size on a GPU, for CPUs: 1.9x NanoTrack v2's speed on onnxruntime at 2 threads",
+        "tracking crop size on a GPU, for CPUs: 1.7x NanoTrack v2's speed on onnxruntime at 2 threads",
         {"val_ao": 0.505, "val_sr50": 0.606}, config="student_v5"),
     "student_v3": PretrainedWeights(
         "student_v3", "siamfc_student_v3.pth",

@@ -105,11 +105,11 @@ def test_peak_guard_stays_on_when_the_reference_peak_is_not_positive() -> None:
     img = np.zeros((200, 240, 3), np.uint8)
     search = _lost(cfg)
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda features, tile, c: (1.0, 1.0, 1.0, 0.5), lambda c: 1.0)
+                                 lambda features, tile, c: ((1.0, 1.0), (1.0, 0.5)), lambda c: 1.0)
     assert found is None and search.lost
     response[5, 9] = -0.5                              # close to the reference: found
     score, found = search.search(img, _MapEngine(response), None, 60.0, cfg, np.zeros(3), 8, 0.0, -1.0,
-                                 lambda features, tile, c: (1.0, 1.0, 1.0, 0.5), lambda c: 1.0)
+                                 lambda features, tile, c: ((1.0, 1.0), (1.0, 0.5)), lambda c: 1.0)
     assert found is not None and search.lost           # the caller decides whether to take it
     search.recover()
     assert not search.lost
@@ -124,7 +124,7 @@ def test_redetected_centre_uses_the_same_geometry_as_tracking(offset: float) -> 
     search = _lost(cfg)
     x_sz = 120.0
     _, found = search.search(np.zeros((200, 240, 3), np.uint8), _MapEngine(response), None, x_sz, cfg,
-                             np.zeros(3), 8, offset, 5.0, lambda features, tile, c: (1.0, 1.0, 1.0, 0.5), lambda c: 1.0)
+                             np.zeros(3), 8, offset, 5.0, lambda features, tile, c: ((1.0, 1.0), (1.0, 0.5)), lambda c: 1.0)
     import cv2
     up = 17 * cfg.response_up
     r = cv2.resize(response.astype(np.float32), (up, up), interpolation=cv2.INTER_CUBIC)
@@ -337,7 +337,11 @@ def test_appearance_window_is_what_the_response_cell_correlated(head: str) -> No
     """The appearance term reads the chosen box's embedding from the search features the engine
     returns with the maps (no second backbone pass): for the xcorr head the window of response cell
     (r, c) is exactly what the map's value at (r, c) is the correlation of."""
-    from siamtrack.tracking.confidence import window_terms
+    from siamtrack.tracking.confidence import feature_window
+
+    def window_terms(features: np.ndarray, kernel: np.ndarray, cell: tuple[float, float]) -> tuple[float, float]:
+        """The tracker's appearance terms for the box at ``cell`` (``SiamFCTracker._appearance``)."""
+        return appearance_terms(feature_window(features, kernel.shape[-2:], cell), kernel)
 
     torch.manual_seed(0)
     net = build_model(named_spec("student", head=head)).eval()

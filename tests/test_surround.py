@@ -15,12 +15,22 @@ SIDE = 21      # response side: search features are SIDE + K - 1 cells a side
 STRIDE = 8
 CROP_PX = 223.0
 INSTANCE_SZ = 223
+CROP = (np.array([100.0, 100.0]), CROP_PX)                # the search crop: centre, side in frame pixels
+BOX = (np.array([100.0, 100.0]), np.array([64.0, 64.0]))  # the target: centre, size
 
 
 def view(center: np.ndarray, size: np.ndarray = np.array([64.0, 64.0])) -> dict:
     """The crop at (100, 100) and a box at ``center``; one cell is 8 frame pixels."""
     return dict(stride=STRIDE, offset=0.0, crop_center=np.array([100.0, 100.0]), crop_px=CROP_PX,
                 instance_sz=INSTANCE_SZ, center=center, size=size)
+
+
+def started(features: np.ndarray, center: np.ndarray = np.array([100.0, 100.0]),
+            size: np.ndarray = np.array([64.0, 64.0])) -> SurroundModel:
+    """A model started on ``features``: the crop at (100, 100), the box at ``center``."""
+    model = SurroundModel()
+    model.start(features, K, STRIDE, 0.0, INSTANCE_SZ, CROP, (center, size))
+    return model
 
 
 def planted(seed: int = 0, channels: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,9 +75,8 @@ def test_window_boxes_iou_is_one_at_the_box_and_zero_far_from_it() -> None:
 
 def test_the_target_scores_high_and_its_surroundings_low() -> None:
     features, a, b = planted()
-    model = SurroundModel()
-    assert model.terms(features[:, :K, :K]) == (0.0, 0.0)          # before start: no terms
-    model.start(features, K, view(np.array([100.0, 100.0])))
+    assert SurroundModel().terms(features[:, :K, :K]) == (0.0, 0.0)          # before start: no terms
+    model = started(features)
     centre = (SIDE - 1) // 2
     on_target = model.terms(features[:, centre:centre + K, centre:centre + K])[0]
     on_background = model.terms(features[:, 2:2 + K, 3:3 + K])[0]
@@ -81,8 +90,7 @@ def test_lookalike_is_the_closest_surroundings_windows_likeness() -> None:
     """A window cut from the surroundings themselves matches them (cosine ~1); the target's window
     matches them less; the value is the mean of the LOOKALIKES best cosines."""
     features, a, b = planted()
-    model = SurroundModel()
-    model.start(features, K, view(np.array([100.0, 100.0])))
+    model = started(features)
     centre = (SIDE - 1) // 2
     background_window = features[:, 2:2 + K, 3:3 + K]
     _, alike = model.terms(background_window)
@@ -95,16 +103,15 @@ def test_lookalike_is_the_closest_surroundings_windows_likeness() -> None:
 
 def test_refits_every_few_found_frames_and_keeps_the_latest() -> None:
     features, a, b = planted()
-    model = SurroundModel()
-    model.start(features, K, view(np.array([100.0, 100.0])))
+    model = started(features)
     first = model.weights.copy()
     for _ in range(surround.EVERY - 1):
-        model.observe(True, features, K, view(np.array([100.0, 100.0])))
+        model.observe(True, features, CROP, BOX)
     assert np.array_equal(model.weights, first) and model.recent == []
-    model.observe(False, features, K, view(np.array([100.0, 100.0])))   # the tenth, not found: no refit
+    model.observe(False, features, CROP, BOX)   # the tenth, not found: no refit
     assert model.recent == []
     for _ in range(surround.EVERY * (surround.KEEP + 2)):
-        model.observe(True, features, K, view(np.array([100.0, 100.0])))
+        model.observe(True, features, CROP, BOX)
     assert len(model.recent) == surround.KEEP and not np.array_equal(model.weights, first)
     # the same crop again: more of the same windows (the ridge weighs less), the same answers
     centre = (SIDE - 1) // 2
@@ -118,8 +125,7 @@ def test_background_that_comes_into_view_is_learned_from_found_frames() -> None:
     features, a, _ = planted(channels=6)
     lawn = np.zeros(6)
     lawn[[0, 3]] = 1.0                      # half target-like, half background-like
-    model = SurroundModel()
-    model.start(features, K, view(np.array([100.0, 100.0])))
+    model = started(features)
     patch = np.broadcast_to(lawn[:, None, None], (6, K, K)).copy()
     before = model.terms(patch)[0]
     later = features.copy()
@@ -128,15 +134,14 @@ def test_background_that_comes_into_view_is_learned_from_found_frames() -> None:
     outside[centre:centre + K, centre:centre + K] = False
     later[:, outside] = lawn[:, None] + 0.2 * np.random.default_rng(1).random((6, int(outside.sum())))
     for _ in range(surround.EVERY * surround.KEEP):
-        model.observe(True, later, K, view(np.array([100.0, 100.0])))
+        model.observe(True, later, CROP, BOX)
     assert model.terms(patch)[0] < before - 0.5
     assert model.terms(np.broadcast_to(a[:, None, None], (6, K, K)).copy())[0] > 0.5
 
 
 def test_a_box_as_large_as_the_crop_has_no_surroundings_and_no_term() -> None:
     features, _, _ = planted()
-    model = SurroundModel()
-    model.start(features, K, view(np.array([100.0, 100.0]), size=np.array([5000.0, 5000.0])))
+    model = started(features, size=np.array([5000.0, 5000.0]))
     assert model.weights is None and model.terms(features[:, :K, :K]) == (0.0, 0.0)
 
 

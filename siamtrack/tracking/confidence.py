@@ -19,7 +19,7 @@ the map's shape (:data:`FEATURES`):
 * ``peak_rel``: the peak minus this target's own first-frame peak (per target, not per network);
 * ``appearance``: cosine similarity of the exemplar embedding with the embedding of the box the
   tracker just chose, read from the search features the engine returns with the response (the
-  window the chosen response cell correlated, :func:`window_terms`: no extra backbone pass; a
+  window the chosen response cell correlated, :func:`feature_window`: no extra backbone pass; a
   wrong object looks different even when the map is sharp); ``appearance_core``: the
   same on the central half of the maps, the target without its context (on val, ROC AUC of the
   feature alone 0.85 against 0.70 for the whole window with the teacher, 0.88 against 0.91 with
@@ -166,15 +166,6 @@ def appearance_terms(embedding: np.ndarray, kernel: np.ndarray) -> tuple[float, 
     qh, qw = (h // 4, w // 4) if min(h, w) >= 4 else (0, 0)
     core = (..., slice(qh, h - qh), slice(qw, w - qw))
     return cosine(e, k), cosine(e[core], k[core])
-
-
-def window_terms(features: np.ndarray, kernel: np.ndarray, cell: tuple[float, float]) -> tuple[float, float]:
-    """:func:`appearance_terms` of ``kernel`` ``(C, k, k)`` against the window of the search
-    embedding ``features`` ``(C, H, W)`` that response cell ``cell`` (row, col) correlates with
-    (:func:`feature_window`): the embedding of the box the tracker chose, read from features the
-    frame already computed (no second pass through the backbone)."""
-    kernel = np.asarray(kernel)
-    return appearance_terms(feature_window(features, kernel.shape[-2:], cell), kernel)
 
 
 def feature_window(features: np.ndarray, shape: tuple[int, int], cell: tuple[float, float]) -> np.ndarray:

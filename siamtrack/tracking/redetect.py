@@ -102,14 +102,15 @@ class LostSearch:
 
     def search(self, img: np.ndarray, engine: Any, kernel: Any, x_sz: float, cfg: Any,
                avg_color: np.ndarray, stride: int, offset: float, ref_peak: float,
-               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, ...]],
+               appearance_at: Callable[[np.ndarray, np.ndarray, np.ndarray],
+                                       tuple[tuple[float, float], tuple[float, float]]],
                colour_at: Callable[[np.ndarray], float]) -> tuple[float, np.ndarray | None]:
         """One lost frame: search the next tiles; returns ``(confidence, new centre or None)``.
 
         The candidate is the guarded tile's response peak (its raw map upsampled like the normal
         path's, no cosine window: the target may be anywhere in the region);
         ``appearance_at(tile features, tile centre, candidate centre)`` gives its appearance terms
-        and its surround terms,
+        and its surround terms (two pairs),
         ``colour_at(candidate centre)`` its colour term (at the last confident box's size)."""
         height, width = img.shape[:2]
         anchor = self.anchor[0]
@@ -140,9 +141,9 @@ class LostSearch:
         row, col = divmod(int(r.argmax()), up)
         centre = centres[best] + peak_displacement(row, col, up, stride, cfg.response_up, offset,
                                                    x_sz, cfg.instance_sz)
-        looks = appearance_at(tile_features[best], centres[best], centre)
-        features = frame_features(stats[best], ref_peak, looks[:2], 0.0, 0.0, colour_at(centre), self.anchor_scene,
-                                  looks[2:])
+        appearance, surround = appearance_at(tile_features[best], centres[best], centre)
+        features = frame_features(stats[best], ref_peak, appearance, 0.0, 0.0, colour_at(centre), self.anchor_scene,
+                                  surround)
         score = float(calibrated_score(features, cfg.conf_weights)[0])
         return score, (centre if score >= cfg.redetect_found else None)
 

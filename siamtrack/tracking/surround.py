@@ -30,7 +30,7 @@ Chosen on the training roots out of sample (``experiments/distractor_cue.py``; w
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -127,10 +127,14 @@ class SurroundModel:
         self.first: CropStats | None = None
         self.recent: list[CropStats] = []
         self.frames = 0
+        self._grid: tuple[int, float, float, int] = (1, 1.0, 0.0, 1)  # kernel side, stride, offset, instance_sz
 
-    def _crop(self, features: np.ndarray, kernel_side: int, view: dict[str, Any]) -> CropStats:
-        vectors = cell_core_vectors(features, kernel_side)
-        iou = window_boxes_iou(len(vectors), **view)
+    def _crop(self, features: np.ndarray, crop: tuple[np.ndarray, float], box: tuple[np.ndarray, np.ndarray]) -> CropStats:
+        """One search crop's :class:`CropStats`: ``features`` ``(C, H, W)``, ``crop`` its centre and
+        side in frame pixels, ``box`` the target's centre and size."""
+        kernel_side, stride, offset, instance_sz = self._grid
+        vectors = cell_core_vectors(np.asarray(features), kernel_side)
+        iou = window_boxes_iou(len(vectors), stride, offset, crop[0], crop[1], instance_sz, box[0], box[1])
         pos, neg = vectors[iou >= POSITIVE_IOU], vectors[iou <= BACKGROUND_IOU]
         return CropStats(pos.T @ pos, pos.sum(axis=0), float(len(pos)), neg.T @ neg, neg.sum(axis=0),
                          float(len(neg)), neg.astype(np.float32))
@@ -146,10 +150,13 @@ class SurroundModel:
         a = sum(balance * p.pos_gram + p.neg_gram for p in parts) + RIDGE * np.eye(len(parts[0].pos_sum))
         self.weights = np.linalg.solve(a, sum(balance * p.pos_sum - p.neg_sum for p in parts))
 
-    def start(self, features: np.ndarray, kernel_side: int, view: dict[str, Any]) -> None:
-        """The first frame: ``features`` ``(C, H, W)`` of its search crop; ``view``: the keyword
-        arguments of :func:`window_boxes_iou` but ``side`` (stride, offset, the crop, the box)."""
-        self.first = self._crop(np.asarray(features), kernel_side, view)
+    def start(self, features: np.ndarray, kernel_side: int, stride: float, offset: float, instance_sz: int,
+              crop: tuple[np.ndarray, float], box: tuple[np.ndarray, np.ndarray]) -> None:
+        """The first frame: ``features`` ``(C, H, W)`` of its search crop (``crop``: centre and side
+        in frame pixels), the network's kernel side, stride and offset and the crops' ``instance_sz``
+        (kept for every later crop), ``box``: the target's centre and size."""
+        self._grid = (int(kernel_side), float(stride), float(offset), int(instance_sz))
+        self.first = self._crop(features, crop, box)
         self.recent, self.frames = [], 0
         self._refit()
 
@@ -164,11 +171,12 @@ class SurroundModel:
             similar = np.partition(similar, len(similar) - LOOKALIKES)[-LOOKALIKES:]
         return float(self.weights @ v), float(similar.mean())
 
-    def observe(self, found: bool, features: np.ndarray, kernel_side: int, view: dict[str, Any]) -> None:
+    def observe(self, found: bool, features: np.ndarray, crop: tuple[np.ndarray, float],
+                box: tuple[np.ndarray, np.ndarray]) -> None:
         """After a frame's score: every :data:`EVERY` frames, when the frame was scored as found,
-        add its crop and refit."""
+        add its crop (``features``, ``crop`` as :meth:`start`'s) and refit."""
         self.frames += 1
         if self.first is None or self.frames % EVERY or not found:
             return
-        self.recent = (self.recent + [self._crop(np.asarray(features), kernel_side, view)])[-KEEP:]
+        self.recent = (self.recent + [self._crop(features, crop, box)])[-KEEP:]
         self._refit()

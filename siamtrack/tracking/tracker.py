@@ -165,8 +165,7 @@ class SiamFCTracker(TrackerBase):
     ``init(image, box)`` embeds the exemplar once; ``update(image)`` returns the new box and sets
     ``self.score``, a confidence in [0, 1] calibrated per weights to tell on-target from lost frames
     (response statistics, appearance, motion, colour, scene and surround terms in one logistic
-    model, :mod:`.confidence`; the
-    same scale for every head), and ``self.lost``, True once the confidence stayed below
+    model, :mod:`.confidence`; the same scale for every head), and ``self.lost``, True once the confidence stayed below
     ``cfg.lost_threshold`` for ``cfg.lost_frames`` frames; it clears after ``cfg.found_frames``
     frames at ``cfg.found_threshold`` or more. The box keeps following the best local match either
     way; with ``cfg.redetect`` a widening search also runs while lost (:mod:`.redetect`) and the box
@@ -394,7 +393,7 @@ class SiamFCTracker(TrackerBase):
             self._kernel = self.engine.embed_exemplar(z)
         self._kernel_vec = _host(self._kernel)  # the appearance term's reference (unit scale)
         self._colour_ref = colour_histogram(img, self.center, self.target_sz)
-        self.reference_peak = self._reference(img)
+        self._read_first_crop(img)
         self._weighted_window(self.geometry.response_sz * self.cfg.response_up)  # warm the cache
         self.score = 1.0
         self._smoothed = None
@@ -407,29 +406,23 @@ class SiamFCTracker(TrackerBase):
         size = self.target_sz if target_sz is None else target_sz
         return context_size(*size, cfg.context) * cfg.instance_sz / cfg.exemplar_sz
 
-    def _reference(self, img: np.ndarray) -> float:
-        """One search crop at the first box: its raw response peak (the box head's classification
-        map), the reference a re-detected tile must come close to, and its features, the first
-        frame's target and surroundings for the surround terms."""
+    def _read_first_crop(self, img: np.ndarray) -> None:
+        """One search crop at the first box serves two references: its raw response peak (the box
+        head's classification map), which a re-detected tile must come close to, and its features,
+        the first frame's target and surroundings that start the surround model."""
         side = self._search_side()
         crop = crop_squares(img, self.center, [side], self.cfg.instance_sz, self.avg_color)
         out, features = self.engine.respond_features(self._kernel, crop)
-        self._surround.start(np.asarray(features[0]), self._kernel_vec.shape[-1],
-                             self._surround_view(self.center, side))
+        self._surround.start(features[0], self._kernel_vec.shape[-1], self.geometry.stride, self.geometry.offset,
+                             self.cfg.instance_sz, (self.center, side), (self.center, self.target_sz))
         peak = float(classification_maps(out).max())
-        return peak if math.isfinite(peak) else -math.inf
-
-    def _surround_view(self, crop_center: np.ndarray, crop_px: float) -> dict[str, Any]:
-        """Where a search crop (``crop_px`` frame pixels around ``crop_center``) lies against the
-        current box: what :class:`~.surround.SurroundModel` needs besides the crop's features."""
-        return dict(stride=self.geometry.stride, offset=self.geometry.offset, crop_center=crop_center,
-                    crop_px=crop_px, instance_sz=self.cfg.instance_sz, center=self.center, size=self.target_sz)
+        self.reference_peak = peak if math.isfinite(peak) else -math.inf
 
     def _appearance(self, features: np.ndarray, crop_center: np.ndarray, crop_px: float,
-                    center: np.ndarray) -> tuple[float, ...]:
-        """The confidence's terms for the looks of a box at ``center``: ``(appearance,
-        appearance_core, surround, lookalike)``, the exemplar embedding and the surround model against the
-        window of a search crop's embedding ``features`` ``(C, h, w)`` (the crop: ``crop_px`` frame
+                    center: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The confidence's terms for the looks of a box at ``center``: ``((appearance,
+        appearance_core), (surround, lookalike))``, the exemplar embedding and the surround model
+        against the window of a search crop's embedding ``features`` ``(C, h, w)`` (the crop: ``crop_px`` frame
         pixels around ``crop_center``) that a response cell at ``center`` correlates, blended
         bilinearly between cells (:func:`~.confidence.feature_window`). The features come with the
         response, so this costs a few slices and dot products, not a backbone pass on one more crop."""
@@ -437,7 +430,7 @@ class SiamFCTracker(TrackerBase):
         cell = response_cell(center - crop_center, side, self.geometry.stride, self.geometry.offset,
                              crop_px, self.cfg.instance_sz)
         window = feature_window(features, self._kernel_vec.shape[-2:], cell)
-        return (*appearance_terms(window, self._kernel_vec[0]), *self._surround.terms(window))
+        return appearance_terms(window, self._kernel_vec[0]), self._surround.terms(window)
 
     def _colour(self, img: np.ndarray, center: np.ndarray, size: np.ndarray) -> float:
         """The confidence's colour term for a box: its colours against the first frame's box."""
@@ -534,16 +527,16 @@ class SiamFCTracker(TrackerBase):
             self.center, self.target_sz = prev
         jump, resize = motion(prev[0], prev[1], self.center, self.target_sz)
         scene = self._scene.step(img, self.center, self.target_sz, self._search_side(), self.avg_color)
-        looks = self._appearance(*self._view, self.center)
-        self.features = frame_features(self.stats, self.reference_peak, looks[:2], jump, resize,
-                                       self._colour(img, self.center, self.target_sz), scene, looks[2:])[0]
+        appearance, surround = self._appearance(*self._view, self.center)
+        self.features = frame_features(self.stats, self.reference_peak, appearance, jump, resize,
+                                       self._colour(img, self.center, self.target_sz), scene, surround)[0]
         self._smoothed = smooth(self._smoothed, self.features, cfg.conf_smoothing)
         score = float(calibrated_score(self._smoothed, cfg.conf_weights)[0])
         finite = math.isfinite(float(self.stats[0])) and math.isfinite(score) and self.stats[0] > -50.0
         self.score = score if finite else 0.0  # non-finite logits: no confidence
         self._lost_search.observe(self.score, self.center, self.target_sz, cfg, self._smoothed[SCENE_COLUMNS])
         features, crop_center, crop_px = self._view
-        self._surround.observe(self.score >= cfg.found_threshold, features, self._kernel_vec.shape[-1],
-                               self._surround_view(crop_center, crop_px))
+        self._surround.observe(self.score >= cfg.found_threshold, features, (crop_center, crop_px),
+                               (self.center, self.target_sz))
         return self.box
 
