@@ -22,7 +22,9 @@ import numpy as np
 from cue_study import collect_parts, fit_line, load_parts, save_parts
 
 from siamtrack.geometry import crop_squares
+from siamtrack.tracking.scene import box_slices, shift_square
 from siamtrack.tracking.tracker import SiamFCTracker
+
 #: Side of the grey crops the shift is measured on.
 SIDE = 64
 #: The columns of ``cue``: background shift and box move (frame pixels), the previous size
@@ -56,12 +58,8 @@ class BackgroundMotion:
         (dx, dy), response = cv2.phaseCorrelate(self.patch, now, self.window)
         scale = self.side / SIDE
         move = tracker.center - self.center
-        shifted = cv2.warpAffine(self.patch, np.float32([[1, 0, dx], [0, 1, dy]]), (SIDE, SIDE),
-                                 borderMode=cv2.BORDER_REPLICATE)
-        diff = np.abs(now - shifted)
-        half, mid = self.size / scale / 2.0, SIDE / 2.0
-        inside = (slice(max(int(mid - half[1]), 0), int(math.ceil(mid + half[1]))),
-                  slice(max(int(mid - half[0]), 0), int(math.ceil(mid + half[0]))))
+        diff = np.abs(now - shift_square(self.patch, dx, dy))
+        inside = box_slices(self.size, self.side, SIDE)
         row = [dx * scale, dy * scale, float(move[0]), float(move[1]),
                math.sqrt(float(self.size[0] * self.size[1])), float(response),
                float(diff[inside].mean()), float(diff.mean()), float(self.patch[inside].std())]
