@@ -147,12 +147,21 @@ class TrainConfig:
     num_workers: int = 2
     r_pos: float = 16.0               # positive radius in search-image pixels
     r_neg: float = 0.0
+    # online hard example mining of the logistic loss: hard_share of each map's negative weight on
+    # its hard_negatives highest-scoring background cells (0: SiamFC's uniform negatives)
+    hard_negatives: int = 0
+    hard_share: float = 0.5
     seed: int = 0
     amp: bool = True                  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = False
     log_every: int = 10
     checkpoint_every_s: float = 120.0  # resumable checkpoint interval inside an epoch
     backbone_lr_scale: float = 1.0    # lr factor of ImageNet-initialised layers (0.1 in SiamRPN++)
+
+    def __post_init__(self) -> None:
+        if self.hard_negatives < 0 or not 0.0 <= self.hard_share <= 1.0:
+            raise ValueError("train.hard_negatives is a count >= 0 and train.hard_share a share in [0, 1], "
+                             f"got {self.hard_negatives} and {self.hard_share}")
 
 
 @dataclass

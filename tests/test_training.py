@@ -16,8 +16,10 @@ import torch
 
 from siamtrack import pipeline
 from siamtrack.checkpoint import read_checkpoint, sha256_file
-from siamtrack.training.losses import (balanced_logistic_loss, box_targets, logistic_labels,
-                                       shifted_logistic_labels)
+from siamtrack.compress.kd import ground_truth_loss
+from siamtrack.config import TrainConfig
+from siamtrack.training.losses import (balanced_logistic_loss, box_targets, hard_negative_weights,
+                                       logistic_labels, shifted_logistic_labels)
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "experiments" / "train.py"), "--config",
@@ -61,6 +63,36 @@ def test_loss_prefers_centred_peaks():
     lg, lb, lf = (balanced_logistic_loss(t).item() for t in (good, bad, flat))
     assert lg < 1e-3 < lf < lb
     assert lf == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)   # BCE of p = 0.5
+
+
+def test_hard_negatives_lean_on_the_background_that_scores_like_the_target():
+    """With hard-negative mining the negatives keep their half of the weight, but half of it sits on
+    the k best-scoring background cells: a map with one bright distractor beside the target costs
+    more than with uniform negatives, and the gradient on that cell is 20 times larger or more (k 4); positives
+    and an absent target's all-background map keep their totals; k 0 is SiamFC's loss exactly."""
+    targets = torch.tensor([[0.0, 0.0, 40.0, 40.0], [0.0, 0.0, 0.0, 0.0]])
+    labels, weights = shifted_logistic_labels(17, targets)
+    logits = torch.full((2, 1, 17, 17), -4.0)
+    logits[0, 0, 8, 8] = 4.0
+    logits[:, :, 8, 13] = 3.0                                    # a look-alike 5 cells beside the target
+    hard = hard_negative_weights(logits, labels, weights, k=4, share=0.5)
+    for b in range(2):
+        for part in (labels[b] == 1, labels[b] == 0):
+            assert torch.isclose(hard[b][part].sum(), weights[b][part].sum())
+    assert hard[0, 0, 8, 13] > 20 * weights[0, 0, 8, 13]
+    assert torch.equal(hard_negative_weights(logits, labels, weights, k=0, share=0.5), weights)
+    distractor = logits.clone().requires_grad_()
+    balanced_logistic_loss(distractor, offsets=targets, hard_negatives=4).backward()
+    plain = logits.clone().requires_grad_()
+    balanced_logistic_loss(plain, offsets=targets).backward()
+    assert distractor.grad[0, 0, 8, 13] > 20 * plain.grad[0, 0, 8, 13] > 0
+    assert (balanced_logistic_loss(logits, offsets=targets, hard_negatives=4)
+            > balanced_logistic_loss(logits, offsets=targets))
+    # the student's ground-truth term reads the same settings
+    assert torch.isclose(ground_truth_loss(logits, targets, hard_negatives=4)[0],
+                         balanced_logistic_loss(logits, offsets=targets, hard_negatives=4))
+    with pytest.raises(ValueError, match="hard_share"):
+        TrainConfig(hard_share=1.5)
 
 
 def _train(out: Path, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -228,10 +228,11 @@ DistillLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | N
 
 
 def distill_loss(cfg: CompressConfig, r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8,
-                 offset: float = 0.0) -> DistillLoss:
+                 offset: float = 0.0, hard_negatives: int = 0, hard_share: float = 0.5) -> DistillLoss:
     """Loss function for :class:`~siamtrack.training.Trainer` over a :class:`DistillModel`.
 
-    ``stride`` and ``offset`` are the student's (``models.geometry``): its ground-truth labels.
+    ``stride`` and ``offset`` are the student's (``models.geometry``): its ground-truth labels;
+    ``hard_negatives`` / ``hard_share`` weigh their hardest background cells (``TrainConfig``).
     Which terms apply follows the two heads' outputs (see the module docstring); the stats hold
     ``loss, gt, kd, hint``, plus ``kd_quality, kd_box`` and the ground-truth parts for a box head.
     """
@@ -239,7 +240,7 @@ def distill_loss(cfg: CompressConfig, r_pos: float = 16.0, r_neg: float = 0.0, s
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(z, x)
         s, t = out["student"], out["teacher"].float()
-        gt, parts = ground_truth_loss(s, targets, r_pos, r_neg, stride, offset)
+        gt, parts = ground_truth_loss(s, targets, r_pos, r_neg, stride, offset, hard_negatives, hard_share)
         kd = response_kd_loss(s[:, :1], t[:, :1], cfg.temperature)   # cls logits of a box head
         hint = sum((hint_loss(a, b.float()) for a, b in out["hints"]), torch.zeros((), device=z.device))
         loss = cfg.w_gt * gt + cfg.w_response * kd + cfg.w_hint * hint

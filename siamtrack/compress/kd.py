@@ -68,14 +68,15 @@ def hint_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.T
 
 
 def ground_truth_loss(out: torch.Tensor, targets: torch.Tensor | None, r_pos: float = 16.0,
-                      r_neg: float = 0.0, stride: int = 8, offset: float = 0.0
-                      ) -> tuple[torch.Tensor, dict[str, float]]:
+                      r_neg: float = 0.0, stride: int = 8, offset: float = 0.0, hard_negatives: int = 0,
+                      hard_share: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
     """The student's own objective: ``box_head_loss`` for a box-head output (needs ``targets``
     ``(B, 4)`` ``[dx, dy, w, h]``), else the balanced logistic loss (centred on ``targets[:, :2]``
-    when given). Returns the loss and the box loss's parts (empty for xcorr)."""
+    when given; ``hard_negatives`` / ``hard_share`` as the teacher's, ``losses.hard_negative_weights``).
+    Returns the loss and the box loss's parts (empty for xcorr)."""
     if is_box_output(out):
         if targets is None or targets.shape[-1] < 4:
             raise ValueError("a box-head student trains on [dx, dy, w, h] targets; the data gave none")
         loss, parts = box_head_loss(out, targets, stride, offset)
         return loss, {f"gt_{k}": v for k, v in parts.items() if k != "loss"}
-    return balanced_logistic_loss(out, r_pos, r_neg, stride, targets), {}
+    return balanced_logistic_loss(out, r_pos, r_neg, stride, targets, hard_negatives, hard_share), {}

@@ -49,7 +49,7 @@ def _geometry(p: StageContext, net: SiamNet):
 def _loss(p: StageContext, net: SiamNet):
     """The distillation loss; labels use ``net``'s stride and offset (the student's, read from the network)."""
     t, geo = p.cfg.train, _geometry(p, net)
-    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geo.stride, geo.offset)
+    return distill_loss(p.cfg.compress, t.r_pos, t.r_neg, geo.stride, geo.offset, t.hard_negatives, t.hard_share)
 
 
 def _few_pairs(p: StageContext, count: int):
@@ -102,7 +102,7 @@ def _taylor_scores(p: StageContext, net: SiamNet, batches: int = 4):
                                          batch_size=p.cfg.train.batch_size)
     t, geo = p.cfg.train, _geometry(p, net)
     return taylor_importance(net.train(), loader, lambda out, targets: ground_truth_loss(
-        out, targets, t.r_pos, t.r_neg, geo.stride, geo.offset)[0])
+        out, targets, t.r_pos, t.r_neg, geo.stride, geo.offset, t.hard_negatives, t.hard_share)[0])
 
 
 def prune(p: StageContext) -> SiamNet:

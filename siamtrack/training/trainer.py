@@ -34,11 +34,13 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"]
                   tuple[torch.Tensor, dict[str, float]]]
 
 
-def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8) -> LossFn:
-    """The plain SiamFC objective: balanced logistic loss on the response map."""
+def siamfc_loss(r_pos: float = 16.0, r_neg: float = 0.0, stride: int = 8, hard_negatives: int = 0,
+                hard_share: float = 0.5) -> LossFn:
+    """The SiamFC objective: balanced logistic loss on the response map (optionally with the weight
+    of the negatives leaning on the hardest background cells, ``losses.hard_negative_weights``)."""
     def loss_fn(model: nn.Module, z: torch.Tensor, x: torch.Tensor,
                 offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride, offsets)
+        loss = balanced_logistic_loss(model(z, x), r_pos, r_neg, stride, offsets, hard_negatives, hard_share)
         return loss, {"loss": float(loss.detach())}
     return loss_fn
 
@@ -62,7 +64,7 @@ def default_loss(net: nn.Module, cfg: TrainConfig, tracker_cfg: TrackerConfig) -
 
 #: ``HeadType.loss`` -> the objective for a network of that geometry (``models.heads.HEAD_TYPES``)
 LOSSES: dict[str, Callable[[TrainConfig, Geometry], LossFn]] = {
-    "logistic": lambda cfg, geo: siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride),
+    "logistic": lambda cfg, geo: siamfc_loss(cfg.r_pos, cfg.r_neg, geo.stride, cfg.hard_negatives, cfg.hard_share),
     "box": lambda cfg, geo: box_loss(geo.stride, geo.offset),
 }
 
