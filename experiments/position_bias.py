@@ -9,6 +9,10 @@ of radius ``r`` has ``8 r`` cells, so with no bias the counts grow with ``r``)::
 
 Written for the teacher's loss of val's ``OTB_Human3`` walker at frame 10, whose raw peak sits 3
 cells from the map's corner at frames 6-9 (weights/MODEL_CARD.md has the result: no border bias).
+``--trace SEQUENCE`` prints that: per frame of a val sequence, the chosen scale's raw peak cell and
+value, the value at the map's centre, the box's move and the score::
+
+    PYTHONPATH=. python experiments/position_bias.py --weights teacher --trace OTB_Human3_first199 --frames 14
 """
 from __future__ import annotations
 
@@ -53,6 +57,34 @@ def background_maps(tracker: SiamFCTracker, sequences: list[tuple[list[str], np.
     return np.array(maps)
 
 
+class TracedTracker(SiamFCTracker):
+    """The tracker, keeping the chosen scale's raw map of the last frame (``last_map``)."""
+
+    last_map: np.ndarray | None = None
+
+    def _locate(self, maps: np.ndarray, penalties: np.ndarray) -> tuple[int, int, int]:
+        best, loc, side = super()._locate(maps, penalties)
+        self.last_map = maps[best]
+        return best, loc, side
+
+
+def trace(name: str, sequence: str, frames: int) -> None:
+    """Print, per frame of val's ``sequence``, where the raw map peaks and how the box moves."""
+    data = FolderDataset(DATA / "got10k" / "val")
+    files, anno = data[data.seq_names.index(sequence)]
+    tracker = TracedTracker.from_pretrained(name, threads=2)
+    tracker.init(rgb(files[0]), anno[0])
+    for k, path in enumerate(files[1:frames], start=1):
+        before = tracker.center.copy()
+        tracker.update(rgb(path))
+        m = tracker.last_map
+        row, col = np.unravel_index(m.argmax(), m.shape)
+        move = tracker.center - before
+        print(f"frame {k}: raw peak cell ({row}, {col}) of {m.shape[0]} x {m.shape[1]}, {m.max():.2f}; "
+              f"centre {m[m.shape[0] // 2, m.shape[1] // 2]:.2f}; box moved ({move[0]:+.1f}, {move[1]:+.1f}) px; "
+              f"score {tracker.score:.2f}")
+
+
 def rings(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean standardised response per ring (0 = the border) and argmax counts per ring (0 = centre)."""
     mean, n = maps.mean(0), maps.shape[-1]
@@ -69,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--roots", default="got10k/train,got10k-extra/train", help="under ../shared/data")
     ap.add_argument("--maps", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trace", metavar="SEQUENCE", help="instead: trace the peak on a val sequence")
+    ap.add_argument("--frames", type=int, default=14, help="frames to trace")
     args = ap.parse_args(argv)
+    if args.trace:
+        for name in args.weights.split(","):
+            trace(name, args.trace, args.frames)
+        return 0
     sequences = []
     for root in args.roots.split(","):
         data = FolderDataset(DATA / root)
