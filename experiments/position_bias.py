@@ -21,18 +21,14 @@ import random
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from siamtrack.data.transforms import load_image
 from siamtrack.evaluation.experiments import FolderDataset
 from siamtrack.geometry import crop_squares
 from siamtrack.tracking.tracker import SiamFCTracker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def rgb(path: str) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def background_maps(tracker: SiamFCTracker, sequences: list[tuple[list[str], np.ndarray]], count: int,
@@ -45,8 +41,8 @@ def background_maps(tracker: SiamFCTracker, sequences: list[tuple[list[str], np.
         i, j = rng.randrange(len(files)), rng.randrange(len(files))
         if not np.isfinite(anno[i]).all() or min(anno[i][2:]) < 4:
             continue
-        tracker.init(rgb(files[i]), anno[i])
-        search = rgb(files[j])
+        tracker.init(load_image(files[i]), anno[i])
+        search = load_image(files[j])
         side = tracker._search_side()
         height, width = search.shape[:2]
         centre = np.array([rng.uniform(side / 2, max(side / 2 + 1, width - side / 2)),
@@ -73,10 +69,10 @@ def trace(name: str, sequence: str, frames: int) -> None:
     data = FolderDataset(DATA / "got10k" / "val")
     files, anno = data[data.seq_names.index(sequence)]
     tracker = TracedTracker.from_pretrained(name, threads=2)
-    tracker.init(rgb(files[0]), anno[0])
+    tracker.init(load_image(files[0]), anno[0])
     for k, path in enumerate(files[1:frames], start=1):
         before = tracker.center.copy()
-        tracker.update(rgb(path))
+        tracker.update(load_image(path))
         m = tracker.last_map
         row, col = np.unravel_index(m.argmax(), m.shape)
         move = tracker.center - before
