@@ -106,37 +106,17 @@ def test_refits_every_few_found_frames_and_keeps_the_latest() -> None:
     model = started(features)
     first = model.weights.copy()
     for _ in range(surround.EVERY - 1):
-        model.observe(True, 1.0, features, CROP, BOX)
+        model.observe(True, features, CROP, BOX)
     assert np.array_equal(model.weights, first) and model.recent == []
-    model.observe(False, 1.0, features, CROP, BOX)   # the tenth, not found: no refit
+    model.observe(False, features, CROP, BOX)   # the tenth, not found: no refit
     assert model.recent == []
     for _ in range(surround.EVERY * (surround.KEEP + 2)):
-        model.observe(True, 1.0, features, CROP, BOX)
+        model.observe(True, features, CROP, BOX)
     assert len(model.recent) == surround.KEEP and not np.array_equal(model.weights, first)
     # the same crop again: more of the same windows (the ridge weighs less), the same answers
     centre = (SIDE - 1) // 2
     assert model.terms(features[:, centre:centre + K, centre:centre + K])[0] > 0.5
     assert model.terms(features[:, 2:2 + K, 3:3 + K])[0] < -0.5
-
-
-def test_the_refit_gate_on_the_models_own_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shipped off (every found frame is learned, whatever the model's own term); set, a found
-    frame whose box the model scores as surroundings (the teacher on OTB_Human3's kerb, scored
-    0.5-0.7) is not learned, and one it scores as the target is."""
-    features, _, _ = planted()
-    model = started(features)
-    for _ in range(surround.EVERY):
-        model.observe(True, -0.8, features, CROP, BOX)
-    assert len(model.recent) == 1
-    monkeypatch.setattr(surround, "REFIT_AGREEMENT", 0.0)
-    model = started(features)
-    first = model.weights.copy()
-    for _ in range(surround.EVERY * 2):
-        model.observe(True, surround.REFIT_AGREEMENT - 0.8, features, CROP, BOX)
-    assert model.recent == [] and np.array_equal(model.weights, first)
-    for _ in range(surround.EVERY):
-        model.observe(True, surround.REFIT_AGREEMENT + 0.1, features, CROP, BOX)
-    assert len(model.recent) == 1 and not np.array_equal(model.weights, first)
 
 
 def test_background_that_comes_into_view_is_learned_from_found_frames() -> None:
@@ -154,7 +134,7 @@ def test_background_that_comes_into_view_is_learned_from_found_frames() -> None:
     outside[centre:centre + K, centre:centre + K] = False
     later[:, outside] = lawn[:, None] + 0.2 * np.random.default_rng(1).random((6, int(outside.sum())))
     for _ in range(surround.EVERY * surround.KEEP):
-        model.observe(True, 1.0, later, CROP, BOX)
+        model.observe(True, later, CROP, BOX)
     assert model.terms(patch)[0] < before - 0.5
     assert model.terms(np.broadcast_to(a[:, None, None], (6, K, K)).copy())[0] > 0.5
 

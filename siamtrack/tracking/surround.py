@@ -13,8 +13,7 @@ overlaps the target's by IoU :data:`POSITIVE_IOU` or more are the target, those 
 :data:`BACKGROUND_IOU` or less its surroundings; each window's central half (``appearance_core``'s
 part) is averaged down to :data:`POOL` x :data:`POOL` cells and normalised. A class-balanced ridge
 regression of +1 on the target's windows and -1 on the surroundings', over the first frame's crop and
-the last :data:`KEEP` crops of frames scored as found (one every :data:`EVERY` frames; optionally
-only those the model itself scores as the target, :data:`REFIT_AGREEMENT`), gives weights
+the last :data:`KEEP` crops of frames scored as found (one every :data:`EVERY` frames), gives weights
 ``w``; ``surround`` is ``w . v`` for the chosen box's window ``v``: about +1 on the target, -1 on
 its surroundings. ``lookalike`` is the mean cosine of ``v`` with its :data:`LOOKALIKES` closest
 surroundings windows: high when the box holds something that was beside the target (the teacher's
@@ -51,12 +50,6 @@ KEEP = 4
 RIDGE = 0.5
 #: The look-alike term averages the cosines of this many closest surroundings windows.
 LOOKALIKES = 5
-#: A refit takes a frame only when the model itself scores the box at least this (``surround``;
-#: +1 target, -1 surroundings), so that a box slid onto a piece of the surroundings does not teach
-#: the model that the piece is the target (the teacher's kerb on ``OTB_Human3``). Off (-inf): at 0.0
-#: the kerb stays surroundings (-0.67 on its frames against +0.12) but neither fit gains, and the
-#: student's flag catches fewer lost val frames (64 % against 84 %; weights/MODEL_CARD.md).
-REFIT_AGREEMENT = float("-inf")
 
 
 def core_vectors(windows: np.ndarray, pool: int = POOL) -> np.ndarray:
@@ -178,13 +171,12 @@ class SurroundModel:
             similar = np.partition(similar, len(similar) - LOOKALIKES)[-LOOKALIKES:]
         return float(self.weights @ v), float(similar.mean())
 
-    def observe(self, found: bool, surround: float, features: np.ndarray, crop: tuple[np.ndarray, float],
+    def observe(self, found: bool, features: np.ndarray, crop: tuple[np.ndarray, float],
                 box: tuple[np.ndarray, np.ndarray]) -> None:
-        """After a frame's score: every :data:`EVERY` frames, when the frame was scored as found and
-        the box's ``surround`` term (this model's, :meth:`terms`) is :data:`REFIT_AGREEMENT` or more
-        (always, as shipped), add its crop (``features``, ``crop`` as :meth:`start`'s) and refit."""
+        """After a frame's score: every :data:`EVERY` frames, when the frame was scored as found,
+        add its crop (``features``, ``crop`` as :meth:`start`'s) and refit."""
         self.frames += 1
-        if self.first is None or self.frames % EVERY or not found or surround < REFIT_AGREEMENT:
+        if self.first is None or self.frames % EVERY or not found:
             return
         self.recent = (self.recent + [self._crop(features, crop, box)])[-KEEP:]
         self._refit()

@@ -536,7 +536,7 @@ class SiamFCTracker(TrackerBase):
         self.score = score if finite else 0.0  # non-finite logits: no confidence
         self._lost_search.observe(self.score, self.center, self.target_sz, cfg, self._smoothed[SCENE_COLUMNS])
         features, crop_center, crop_px = self._view
-        self._surround.observe(self.score >= cfg.found_threshold, surround[0], features, (crop_center, crop_px),
+        self._surround.observe(self.score >= cfg.found_threshold, features, (crop_center, crop_px),
                                (self.center, self.target_sz))
         return self.box
 
